@@ -1,0 +1,19 @@
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(1234)
+
+
+def gradient_image(h, w, seed=0):
+    """A smooth, non-symmetric test picture with texture, in [0,1]."""
+    r = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([x / max(w - 1, 1), y / max(h - 1, 1), 0.5 + 0.5 * np.sin((x + 2 * y) / 5.0)], -1)
+    return np.clip(img + r.normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
