@@ -420,16 +420,18 @@ def inspect(folder, sheet=None, thumb: int = 96, duplicate_bits: int = 3) -> dic
     manifest_path = folder / "manifest.jsonl"
     entries = read_manifest(manifest_path) if manifest_path.exists() else []
     if entries:
-        report["manifest"] = _manifest_summary(entries, readable)
+        sampler = folder / "sampler.json"
+        names = json.loads(sampler.read_text()).get("style_names") if sampler.exists() else None
+        report["manifest"] = _manifest_summary(entries, readable, names)
     if sheet:
         _write_sheet(sheet, readable, thumbs, entries)
         report["sheet"] = str(sheet)
     return report
 
 
-def _manifest_summary(entries, readable) -> dict:
+def _manifest_summary(entries, readable, names=None) -> dict:
     weights = np.array([e["weights"] for e in entries], dtype=np.float64)
-    names = entries[0].get("style_names") or [f"style_{i}" for i in range(weights.shape[1])]
+    names = names or [f"style_{i}" for i in range(weights.shape[1])]
     bins = np.linspace(0.0, 1.0, 11)
     histograms = {name: np.histogram(weights[:, i], bins=bins)[0].tolist() for i, name in enumerate(names)}
     per_t = Counter(f"{float(e['t']):.3f}" for e in entries)

@@ -42,6 +42,7 @@ class Run:
         self.snapshot_dir = self.path / "snapshots"
         self.checkpoint_dir = self.path / "checkpoints"
         new = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+        new = json.loads(json.dumps(new))  # tuples -> lists, as they read back from config.json
         if self.config_path.exists():
             old = json.loads(self.config_path.read_text())
             conflicts = [k for k in new if k not in resume_safe and k in old and old[k] != new[k]]

@@ -1,0 +1,213 @@
+import json
+import os
+import signal
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import image_utilities as iu
+import vae_keras as V
+import vae_keras_gui as G
+from run_dir import NonFiniteLoss, Run
+
+
+@pytest.fixture(scope="module")
+def style_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("styles")
+    paths = []
+    for name, im in iu.default_styles(96).items():
+        paths.append(str(d / f"{name}.png"))
+        iu.save_image(paths[-1], im)
+    return paths
+
+
+def train_args(styles, run_dir, steps, *extra):
+    args = ["train", "--run-dir", str(run_dir), "--size", "64", "--latent-dim", "16", "--width", "8",
+            "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--encode-crops", "8", "--log-every", "1"]
+    for s in styles:
+        args += ["--style", s]
+    return args + list(extra)
+
+
+@pytest.mark.parametrize("size", [64, 128, 224])
+def test_shapes_and_no_final_dense(size):
+    enc, dec = V.build_encoder(size, 8, width=4), V.build_decoder(size, 8, width=4)
+    out = enc(np.zeros((2, size, size, 3), np.float32))
+    assert out["mean"].shape == (2, 8) and out["logvar"].shape == (2, 8)
+    assert dec(np.zeros((2, 8), np.float32)).shape == (2, size, size, 3)
+    dense = [l for l in dec.layers if isinstance(l, keras.layers.Dense)]
+    assert [l.name for l in dense] == ["seed_map"]  # only the small seed map is dense
+    assert isinstance(dec.layers[-1], keras.layers.Conv2D)  # no final fully connected layer
+
+
+def test_size_must_be_multiple_of_32():
+    with pytest.raises(ValueError, match="multiple of 32"):
+        V.build_encoder(100, 8)
+
+
+def test_bce_is_computed_from_logits():
+    rng = np.random.default_rng(0)
+    target = rng.random((2, 4, 4, 3)).astype(np.float32)
+    logits = rng.normal(0, 3, (2, 4, 4, 3)).astype(np.float32)
+    p = 1 / (1 + np.exp(-logits.astype(np.float64)))
+    want = -(target * np.log(p) + (1 - target) * np.log(1 - p)).sum(axis=(1, 2, 3))
+    np.testing.assert_allclose(V.reconstruction_loss("bce", logits, target).numpy(), want, rtol=1e-5)
+    # The loss takes logits: its gradient is sigmoid(logits) - target, zero where sigmoid(logits) == target.
+    # Feeding sigmoid outputs instead (the original project's bug) would move that minimum.
+    lg = tf.Variable(logits)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(V.reconstruction_loss("bce", lg, target))
+    np.testing.assert_allclose(tape.gradient(loss, lg).numpy(), p - target, atol=1e-5)
+    best = np.log(target / (1 - target))
+    assert V.reconstruction_loss("bce", best, target).numpy().sum() < \
+        V.reconstruction_loss("bce", 1 / (1 + np.exp(-best)), target).numpy().sum()
+
+
+def test_mse_and_perceptual_recon_are_zero_for_perfect_reconstruction():
+    target = np.full((1, 32, 32, 3), 0.3, np.float32)
+    logits = np.log(target / (1 - target))
+    assert V.reconstruction_loss("mse", logits, target).numpy()[0] == pytest.approx(0, abs=1e-6)
+    from perceptual import vgg_features
+    vgg = vgg_features(list(V.PERCEPTUAL_LAYERS))
+    assert V.reconstruction_loss("perceptual", logits, target, vgg).numpy()[0] == pytest.approx(0, abs=1e-3)
+    noisy = np.clip(target + np.random.default_rng(0).normal(0, 0.1, target.shape), 0.01, 0.99).astype(np.float32)
+    assert V.reconstruction_loss("perceptual", logits, noisy, vgg).numpy()[0] > 1.0
+
+
+def test_closed_form_kl():
+    mean = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
+    logvar = np.array([[0.0, 0.0], [np.log(0.5), np.log(2.0)]], np.float32)
+    kl = V.kl_divergence(mean, logvar).numpy()
+    assert kl[0] == pytest.approx(0.0, abs=1e-7)
+    var = np.exp(logvar[1])
+    assert kl[1] == pytest.approx(0.5 * np.sum(var + mean[1] ** 2 - 1 - logvar[1]), rel=1e-6)
+    # Monte Carlo check of the same KL: E_q[log q - log p].
+    rng = np.random.default_rng(0)
+    z = mean[1] + np.sqrt(var) * rng.standard_normal((200000, 2))
+    log_q = -0.5 * (((z - mean[1]) ** 2) / var + np.log(2 * np.pi * var)).sum(1)
+    log_p = -0.5 * (z ** 2 + np.log(2 * np.pi)).sum(1)
+    assert kl[1] == pytest.approx((log_q - log_p).mean(), rel=0.02)
+
+
+def test_beta_warmup():
+    c = V.VAEConfig(beta=2.0, beta_warmup=10)
+    assert [V.beta_at(c, s) for s in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
+
+
+def test_interpolate_endpoints_and_slerp_norm():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal(64), rng.standard_normal(64)
+    for kind in ("linear", "slerp"):
+        path = V.interpolate(a, b, np.linspace(0, 1, 5), kind)
+        np.testing.assert_array_equal(path[0], a.astype(np.float32))
+        np.testing.assert_array_equal(path[-1], b.astype(np.float32))
+    mid_lin = V.interpolate(a, b, [0.5], "linear")[0]
+    mid_slerp = V.interpolate(a, b, [0.5], "slerp")[0]
+    # slerp keeps the norm typical of the endpoints; a straight line shrinks it
+    assert np.linalg.norm(mid_slerp) > np.linalg.norm(mid_lin)
+
+
+def test_train_resume_equivalence_and_run_folder(style_files, tmp_path, capsys):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert V.main(train_args(style_files, one, 8)) == 0
+    assert V.main(train_args(style_files, two, 4)) == 0
+    assert V.main(train_args(style_files, two, 8)) == 0
+    a, _ = V.load_vae(one)
+    b, _ = V.load_vae(two)
+    for wa, wb in zip(a.decoder.get_weights() + a.encoder.get_weights(),
+                      b.decoder.get_weights() + b.encoder.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    steps = [json.loads(l)["step"] for l in (two / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+    rec = json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"step", "recon", "kl", "loss"} <= set(rec)
+    assert (two / "config.json").exists() and (two / "snapshots" / "step_000008.png").exists()
+    assert (two / "quad_0.png").exists()
+    with np.load(two / "latents.npz") as z:
+        assert list(z["styles"]) == ["night_swirls", "honeycomb"]
+        assert z["mean"].shape == (2, 16) and z["std"].shape == (2, 16)
+        assert np.all(z["std"] > 0)
+    # GIF of the snapshots works
+    n, _ = iu.make_gif(two / "snapshots", tmp_path / "train.gif")
+    assert n == 2
+    # a conflicting config is refused with a clear message
+    assert V.main(train_args(style_files, two, 10, "--latent-dim", "32")) == 2
+    assert "latent_dim" in capsys.readouterr().err
+
+
+def test_encode_reconstruct_sample_and_gui(style_files, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert V.main(train_args(style_files, run, 2)) == 0
+    (run / "latents.npz").unlink()
+    assert V.main(["encode", "--run-dir", str(run), "--crops", "4"]) == 0
+    assert V.load_latents(run)["mean"].shape == (2, 16)
+    assert V.main(["reconstruct", "--run-dir", str(run), style_files[0], "--out", str(tmp_path / "rec")]) == 0
+    assert iu.load_image(tmp_path / "rec" / "night_swirls_recon.png").shape[1] > 64
+    assert V.main(["sample", "--run-dir", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    strip = tmp_path / "strip.png"
+    assert G.main(["--run-dir", str(run), *style_files, "--steps", "5", "--save", str(strip)]) == 0
+    h, w, _ = iu.load_image(strip).shape
+    assert w > h
+    assert G.main(["--run-dir", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
+
+
+def test_bad_style_image_exits_2_with_name(tmp_path, capsys):
+    bad = tmp_path / "broken.jpg"
+    bad.write_text("nope")
+    assert V.main(train_args([str(bad)], tmp_path / "r", 2)) == 2
+    assert "broken.jpg" in capsys.readouterr().err
+    assert V.main(["encode", "--run-dir", str(tmp_path / "missing")]) == 2
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(style_files, tmp_path, monkeypatch, capsys):
+    real = V.make_train_step
+
+    def poisoned(*a, **k):
+        step_fn = real(*a, **k)
+        calls = {"n": 0}
+
+        def wrapped(*args):
+            calls["n"] += 1
+            out = step_fn(*args)
+            return {**out, "loss": tf.constant(np.nan)} if calls["n"] == 3 else out
+        return wrapped
+
+    monkeypatch.setattr(V, "make_train_step", poisoned)
+    run = tmp_path / "nan"
+    assert V.main(train_args(style_files, run, 6, "--checkpoint-every", "1")) == 1
+    err = capsys.readouterr().err
+    assert "NaN" in err.replace("nan", "NaN") and "ckpt-2" in err
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-2")
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2]
+
+
+def test_sigterm_saves_and_exits(style_files, tmp_path, monkeypatch):
+    real = V.make_train_step
+
+    def interrupting(*a, **k):
+        step_fn = real(*a, **k)
+        calls = {"n": 0}
+
+        def wrapped(*args):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step_fn(*args)
+        return wrapped
+
+    monkeypatch.setattr(V, "make_train_step", interrupting)
+    run = tmp_path / "term"
+    assert V.main(train_args(style_files, run, 50)) == 0
+    assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-3")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or callable(signal.getsignal(signal.SIGTERM))
+
+
+def test_run_check_finite_unit(tmp_path):
+    run = Run(tmp_path, {"a": 1})
+    run.checkpoint()
+    run.check_finite(1, {"loss": 1.0})
+    with pytest.raises(NonFiniteLoss, match="loss became inf at step 7"):
+        run.check_finite(7, {"loss": float("inf")})
