@@ -6,6 +6,9 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.requirements.installed
 DEMO   := runs/demo
 RES    := res
+# Demo budgets: a few CPU minutes per stage on 2 cores. Override e.g. `make demo VAE_STEPS=5000`.
+VAE_STEPS ?= 1500
+PAIRS     ?= 24
 
 .PHONY: setup weights demo test test-slow bench clean
 
@@ -38,6 +41,18 @@ demo: weights
 	$(PY) image_utilities.py defaults --out $(RES)
 	$(PY) image_utilities.py grid $(RES)/styles/*.png --out $(DEMO)/default_styles.png
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
+	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
+	$(PY) vae_keras.py train --run-dir $(DEMO)/vae --style $(RES)/styles/night_swirls.png \
+		--style $(RES)/styles/honeycomb.png --size 64 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
+		--lr 1e-3 --beta 0.02 --log-every 100 --snapshot-every 100 --encode-crops 256
+	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
+	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
+	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
+		--steps 8 --save $(DEMO)/vae_interpolation.png
+	@echo "== stage 3: sample interpolated styles from the VAE"
+	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --steps 9
+	$(PY) image_utilities.py inspect $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
+	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo
 	@echo "demo pictures:"
 	@ls -1 $(DEMO)/*.png $(DEMO)/*.gif 2>/dev/null | sed 's/^/  /'

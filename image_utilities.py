@@ -327,15 +327,15 @@ def quad_figure(input_a, input_b, recon_a, recon_b, labels=("input A", "input B"
                       captions=[la, lb, f"reconstruction of {la}", f"reconstruction of {lb}"])
 
 
-def make_gif(folder, out, fps: float = 4.0) -> tuple[int, int]:
-    """Animate the images in `folder` (natural order) into a looping GIF. Frames of another size are resized to the
-    first frame's size; unreadable files are skipped. Returns (frames written, files skipped)."""
+def make_gif(folder, out, fps: float = 4.0, pattern: str = "*") -> tuple[int, int]:
+    """Animate the images in `folder` matching `pattern` (natural order) into a looping GIF. Frames of another size
+    are resized to the first frame's size; unreadable files are skipped. Returns (frames written, files skipped)."""
     import imageio.v3 as iio
 
     frames, skipped = [], 0
     out = Path(out)
     for f in list_images(folder, recursive=False):
-        if f.resolve() == out.resolve():
+        if f.resolve() == out.resolve() or not f.match(pattern):
             continue
         try:
             im = load_image(f)
@@ -648,6 +648,7 @@ def main(argv=None) -> int:
     p.add_argument("folder", type=Path)
     p.add_argument("out", type=Path)
     p.add_argument("--fps", type=float, default=4.0)
+    p.add_argument("--glob", default="*", help="only files whose name matches, e.g. 'pair_00000_*.png'")
     p = sub.add_parser("inspect", help="report on a folder of images (or style samples)")
     p.add_argument("folder", type=Path)
     p.add_argument("--sheet", type=Path, help="write a contact sheet PNG here")
@@ -667,7 +668,7 @@ def main(argv=None) -> int:
                 return fail(f"{args.folder}: no such folder")
             if args.fps <= 0:
                 return fail(f"--fps must be positive, got {args.fps}")
-            n, skipped = make_gif(args.folder, args.out, args.fps)
+            n, skipped = make_gif(args.folder, args.out, args.fps, args.glob)
             print(f"wrote {args.out}: {n} frames at {args.fps:g} fps, {skipped} files skipped")
         elif args.command == "inspect":
             report = inspect(args.folder, sheet=args.sheet)

@@ -272,15 +272,16 @@ def content_loss(features, target_features):
 
 
 def style_loss(grams: dict, target_grams: dict, layers=None):
-    """Sum over layers of the mean squared difference of Gram matrices, per example: [B].
-    Targets may be [C, C] (one style for the batch) or [B, C, C] (one per example)."""
+    """Sum over layers of the squared Frobenius norm of the Gram difference (Johnson et al. 2016), per example: [B].
+    With Grams normalised by H*W*C this gives every layer a similar scale; a mean over the C*C entries would make
+    relu4_3 (C=512) ~100x weaker than relu2_2. Targets may be [C, C] (one style for the batch) or [B, C, C]."""
     import tensorflow as tf
 
     layers = layers or list(target_grams)
     total = 0.0
     for name in layers:
         d = tf.cast(grams[name], tf.float32) - tf.cast(target_grams[name], tf.float32)
-        total += tf.reduce_mean(tf.square(d), axis=[-2, -1])
+        total += tf.reduce_sum(tf.square(d), axis=[-2, -1])
     return total
 
 

@@ -74,9 +74,9 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
     x = x_in * 2.0 - 1.0
     for i, ch in enumerate([width, width * 2, width * 4, width * 8, width * 8][:_downsamples(size)]):
         x = layers.Conv2D(ch, 4, strides=2, padding="same", name=f"down{i}")(x)
-        x = layers.LeakyReLU(0.2)(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"down{i}_bn")(x))
         x = layers.Conv2D(ch, 3, padding="same", name=f"down{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"down{i}_refine_bn")(x))
     x = layers.Flatten()(x)
     mean = layers.Dense(latent_dim, name="z_mean")(x)
     logvar = layers.Dense(latent_dim, name="z_logvar")(x)
@@ -97,9 +97,9 @@ def build_decoder(size: int, latent_dim: int, width: int = 32):
     for i, ch in enumerate([width * 8, width * 4, width * 2, width, width]):
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
-        x = layers.LeakyReLU(0.2)(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"up{i}_bn")(x))
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"up{i}_refine_bn")(x))
     logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
     return keras.Model(z, logits, name="decoder")
 

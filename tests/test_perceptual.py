@@ -94,7 +94,7 @@ def test_losses_values(rng):
     np.testing.assert_allclose(P.total_variation_loss(a).numpy(), tv, rtol=1e-5)
     assert P.total_variation_loss(np.ones((1, 4, 4, 3), np.float32)).numpy()[0] == 0
     ga, gb = {"x": P.gram_matrix(a)}, {"x": P.gram_matrix(b)[0]}  # per-example vs one shared target
-    want = ((P.gram_matrix(a).numpy() - P.gram_matrix(b).numpy()[0]) ** 2).mean(axis=(1, 2))
+    want = ((P.gram_matrix(a).numpy() - P.gram_matrix(b).numpy()[0]) ** 2).sum(axis=(1, 2))
     np.testing.assert_allclose(P.style_loss(ga, gb).numpy(), want, rtol=1e-5)
 
 

@@ -1,0 +1,206 @@
+import json
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import image_utilities as iu
+import style_sampler as SS
+import stylizer as S
+import vae_keras as V
+from conftest import gradient_image
+
+
+@pytest.fixture(scope="module")
+def content_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("content")
+    for name, im in iu.default_content(72).items():
+        iu.save_image(d / "sub" / f"{name}.png", im)
+    iu.save_image(d / "photo.jpg", gradient_image(50, 70))
+    good = (d / "photo.jpg").read_bytes()
+    (d / "zz_corrupt.jpg").write_bytes(good[: len(good) // 3])
+    return d
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    """A 4-step 64 px VAE and a 3x5 sample folder from it."""
+    d = tmp_path_factory.mktemp("pipeline")
+    args = []
+    for name, im in iu.default_styles(96).items():
+        iu.save_image(d / f"{name}.png", im)
+        args += ["--style", str(d / f"{name}.png")]
+    assert V.main(["train", "--run-dir", str(d / "vae"), "--size", "64", "--latent-dim", "16", "--width", "8",
+                   "--steps", "4", "--batch-size", "2", "--encode-crops", "4", *args]) == 0
+    assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--steps", "5"]) == 0
+    return d / "samples"
+
+
+@pytest.mark.parametrize("mode,n", [("channels", 2), ("channels", 3), ("balance", 2), ("cin", 3), ("none", 1)])
+def test_every_conditioning_runs_at_odd_sizes(mode, n):
+    net = S.build_stylizer(n, mode)
+    for h, w in [(37, 53), (64, 61)]:
+        out = net({"image": np.random.rand(2, h, w, 3).astype(np.float32),
+                   "weights": np.full((2, n), 1.0 / n, np.float32)})
+        assert out.shape == (2, h, w, 3)
+        assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 1
+    if mode != "none":  # the conditioning input reaches the output
+        x = np.random.rand(1, 40, 40, 3).astype(np.float32)
+        a = net({"image": x, "weights": np.eye(n, dtype=np.float32)[:1]})
+        b = net({"image": x, "weights": np.eye(n, dtype=np.float32)[1:2]})
+        if mode != "cin":  # CIN starts with identical per-style scales, so only training separates them
+            assert float(tf.reduce_max(tf.abs(a - b))) > 1e-4
+
+
+def test_instance_norm_matches_moments():
+    layer = S._layers().InstanceNorm()
+    x = np.random.default_rng(0).normal(2, 3, (3, 9, 7, 5)).astype(np.float32)
+    y = layer(x).numpy()
+    m, v = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(y, (x - m) / np.sqrt(v + 1e-5), atol=1e-4)
+    cin = S._layers().InstanceNorm(num_styles=2)
+    cin([x, np.array([[1, 0]] * 3, np.float32)])
+    cin.gamma.assign(np.stack([np.ones(5), 3 * np.ones(5)]).astype(np.float32))
+    mixed = cin([x, np.array([[0.5, 0.5]] * 3, np.float32)]).numpy()
+    np.testing.assert_allclose(mixed, 2 * (x - m) / np.sqrt(v + 1e-5), atol=1e-4)
+
+
+def test_balance_needs_two_styles():
+    with pytest.raises(ValueError, match="exactly 2"):
+        S.build_stylizer(3, "balance")
+
+
+@pytest.mark.parametrize("mode", ["channels", "balance", "cin"])
+def test_flat_colour_styles_move_output_colour(tmp_path, content_dir, mode):
+    red, blue = tmp_path / "red.png", tmp_path / "blue.png"
+    iu.save_image(red, np.full((48, 48, 3), [0.9, 0.15, 0.1], np.float32))
+    iu.save_image(blue, np.full((48, 48, 3), [0.1, 0.2, 0.9], np.float32))
+    run = tmp_path / "run"
+    assert S.main(["train", "--style-image", str(red), "--style-image", str(blue), "--content", str(content_dir),
+                   "--run-dir", str(run), "--size", "32", "--steps", "150", "--batch-size", "2", "--lr", "2e-3",
+                   "--conditioning", mode, "--log-every", "50", "--snapshot-every", "1000"]) == 0
+    net, _, names = S.load_stylizer(run)
+    assert names == ["red", "blue"]
+    photo = iu.center_crop(gradient_image(40, 40, seed=5), 32)
+    at_a, mid, at_b = (S.stylize_array(net, photo, w).reshape(-1, 3).mean(0) for w in ([1, 0], [.5, .5], [0, 1]))
+    assert at_a[0] - at_a[2] > at_b[0] - at_b[2] + 0.1  # redder at strength 0, bluer at strength 1
+    assert at_a[2] < mid[2] < at_b[2]  # and in between at 0.5
+
+
+def test_gram_cache_is_reused_and_invalidated(samples, monkeypatch):
+    from perceptual import vgg_features
+    layers = list(S.STYLE_LAYERS)
+    vgg = vgg_features(layers)
+    (samples / "grams.npz").unlink(missing_ok=True)
+    w, grams, names = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    assert w.shape == (15, 2) and grams["relu4_3"].shape == (15, 512, 512)
+    assert names == ["night_swirls", "honeycomb"]
+
+    def boom(*a, **k):
+        raise AssertionError("recomputed despite a valid cache")
+
+    monkeypatch.setattr(S, "compute_grams", boom)
+    w2, grams2, _ = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    np.testing.assert_array_equal(grams2["relu2_2"], grams["relu2_2"])
+    manifest = samples / "manifest.jsonl"
+    original = manifest.read_text()
+    manifest.write_text("".join(original.splitlines(keepends=True)[:-1]))  # the manifest changes
+    with pytest.raises(AssertionError, match="recomputed"):
+        S.load_sample_styles(samples, vgg, layers, quiet=True)
+    monkeypatch.undo()
+    w3, _, _ = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    assert len(w3) == 14
+    manifest.write_text(original)
+
+
+def train_args(samples, content, run, steps):
+    return ["train", "--styles", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
+            "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
+
+
+def test_acceptance_train_resume_corrupt_and_stylize(samples, content_dir, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert S.main(train_args(samples, content_dir, run, 4)) == 0
+    assert S.main(train_args(samples, content_dir, run, 6)) == 0
+    steps = [json.loads(l)["step"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    assert {"content", "style", "tv", "loss"} <= set(json.loads((run / "metrics.jsonl").read_text().splitlines()[0]))
+    assert "zz_corrupt.jpg" in (run / "bad_content.txt").read_text()
+    assert "zz_corrupt.jpg" in capsys.readouterr().err
+    snap = iu.load_image(run / "snapshots" / "step_000006.png")
+    assert snap.shape[1] > snap.shape[0]  # 3 content rows x 5 strength columns
+    photo = tmp_path / "photo_333x517.jpg"
+    iu.save_image(photo, gradient_image(517, 333, seed=9))  # 333 wide, 517 tall
+    outs = []
+    for s in ("0", "1"):
+        assert S.main(["stylize", "--run-dir", str(run), str(photo), "--strength", s, "--out",
+                       str(tmp_path / f"O{s}")]) == 0
+        outs.append(iu.load_image(tmp_path / f"O{s}" / "photo_333x517.png"))
+    assert outs[0].shape == outs[1].shape == (517, 333, 3)
+    assert np.abs(outs[0] - outs[1]).mean() > 1e-4
+    assert S.main(["stylize", "--run-dir", str(run), str(photo), "--sweep", "4", "--out", str(tmp_path / "sw")]) == 0
+    assert iu.load_image(tmp_path / "sw" / "photo_333x517_sweep.png").shape == (517, 4 * 333, 3)
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("x")
+    assert S.main(["stylize", "--run-dir", str(run), str(photo), str(bad), "--out", str(tmp_path / "mixed")]) == 1
+    assert (tmp_path / "mixed" / "photo_333x517.png").exists()
+    assert "bad.jpg" in capsys.readouterr().err
+    assert S.main(["stylize", "--run-dir", str(run), str(photo), "--weights", "0.5,0.2", "--out", str(tmp_path)]) == 2
+
+
+def test_resume_equivalence_and_data_order(samples, content_dir, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert S.main(train_args(samples, content_dir, one, 4)) == 0
+    assert S.main(train_args(samples, content_dir, two, 2)) == 0
+    assert S.main(train_args(samples, content_dir, two, 4)) == 0
+    a, b = S.load_stylizer(one)[0], S.load_stylizer(two)[0]
+    for wa, wb in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    la = [json.loads(l)["loss"] for l in (one / "metrics.jsonl").read_text().splitlines()]
+    lb = [json.loads(l)["loss"] for l in (two / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(la, lb, rtol=1e-4)
+
+
+def test_content_stream_order_skips_bad_without_shifting(content_dir):
+    stream = S.ContentStream(content_dir, 32, seed=3)
+    full, end = stream.batch(0, 6)
+    first, mid = stream.batch(0, 3)
+    second, end2 = stream.batch(mid, 3)
+    np.testing.assert_array_equal(np.concatenate([first, second]), full)
+    assert end2 == end
+    files = [stream.file_at(p).name for p in range(len(stream.files))]
+    assert sorted(files) == sorted(p.name for p in stream.files)  # an epoch visits every file once
+
+
+def test_preserve_color_keeps_chroma():
+    content = gradient_image(20, 30)
+    stylized = np.clip(gradient_image(20, 30, seed=4)[..., ::-1] * 0.8, 0, 1).astype(np.float32)
+    out = S.preserve_color(stylized, content)
+    ycc = lambda im: cv2.cvtColor(im.astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    # Where luma + chroma fall outside the RGB cube the result is clipped; everywhere else it is exact.
+    inside = np.all((out > 1e-4) & (out < 1 - 1e-4), axis=-1)
+    assert inside.mean() > 0.6
+    np.testing.assert_allclose(ycc(out)[inside][:, 1:], ycc(content)[inside][:, 1:], atol=1e-3)
+    np.testing.assert_allclose(ycc(out)[inside][:, 0], ycc(stylized)[inside][:, 0], atol=1e-3)
+    # and the chroma moved to the content's overall
+    assert np.abs(ycc(out)[..., 1:] - ycc(content)[..., 1:]).mean() < \
+        0.3 * np.abs(ycc(stylized)[..., 1:] - ycc(content)[..., 1:]).mean()
+
+
+def test_parse_weights():
+    np.testing.assert_allclose(S.parse_weights(2, 0.25), [0.75, 0.25])
+    np.testing.assert_allclose(S.parse_weights(3, weights="0.2,0.3,0.5"), [0.2, 0.3, 0.5])
+    with pytest.raises(ValueError, match="3 values"):
+        S.parse_weights(3, weights="0.5,0.5")
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        S.parse_weights(2, 1.5)
+    np.testing.assert_allclose(S.parse_weights(1, 0.3), [1.0])
+
+
+def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
+    assert S.main(["train", "--run-dir", str(tmp_path / "r"), "--content", str(tmp_path)]) == 2
+    assert S.main(train_args(samples, tmp_path / "nocontent", tmp_path / "r2", 2)) == 2
+    assert "nocontent" in capsys.readouterr().err
+    assert S.main(train_args(tmp_path, tmp_path, tmp_path / "r3", 2)) == 2
+    assert "manifest" in capsys.readouterr().err
