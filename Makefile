@@ -9,6 +9,7 @@ RES    := res
 # Demo budgets: a few CPU minutes per stage on 2 cores. Override e.g. `make demo VAE_STEPS=5000`.
 VAE_STEPS ?= 1500
 PAIRS     ?= 24
+STY_STEPS ?= 300
 
 .PHONY: setup weights demo test test-slow bench clean
 
@@ -53,6 +54,13 @@ demo: weights
 	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --steps 9
 	$(PY) image_utilities.py inspect $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
+	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
+	$(PY) stylizer.py train --styles $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
+		--size 128 --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 --checkpoint-every 100
+	$(PY) image_utilities.py gif $(DEMO)/stylizer/snapshots $(DEMO)/stylizer_training.gif --fps 3
+	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \
+		--out $(DEMO)/stylized
+	cp $(DEMO)/stylized/grace_hopper_sweep.png $(DEMO)/stylized_sweep.png
 	@echo
 	@echo "demo pictures:"
 	@ls -1 $(DEMO)/*.png $(DEMO)/*.gif 2>/dev/null | sed 's/^/  /'

@@ -26,6 +26,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import sys
 import types
 from pathlib import Path
@@ -74,6 +75,20 @@ def _layers():
     import tensorflow as tf
     from keras import layers
 
+    def with_channels(x, channels):
+        """Reshape to [B, H, W, channels] with a literal channel count: dynamic pads, concats and resizes leave it
+        unknown in the traced graph, and TFLite's converter needs it to lower convolutions."""
+        shape = tf.shape(x)
+        return tf.reshape(x, [shape[0], shape[1], shape[2], channels])
+
+    class NearestUpsample(layers.Layer):
+        """2x nearest-neighbour upsampling that keeps the channel count static."""
+
+        def call(self, x):
+            shape = tf.shape(x)
+            up = tf.image.resize(x, [2 * shape[1], 2 * shape[2]], method="nearest")
+            return with_channels(tf.cast(up, x.dtype), x.shape[-1])
+
     class ReflectionPad(layers.Layer):
         """Reflection padding: avoids the dark borders zero padding paints into stylized images."""
 
@@ -100,6 +115,9 @@ def _layers():
         def __init__(self, num_styles=0, planes=0, epsilon=1e-5, **kw):
             super().__init__(**kw)
             self.num_styles, self.planes, self.epsilon = num_styles, planes, epsilon
+            # Inference-only switches (see tiled_stylize and export): record this call's statistics, normalise
+            # with given statistics instead of the input's own, or avoid the fused op (TFLite lacks it).
+            self.record, self.recorded, self.fixed_stats, self.fused = False, None, None, True
 
         def build(self, input_shape):
             c = input_shape[0][-1] if (self.num_styles or self.planes) else input_shape[-1]
@@ -112,14 +130,21 @@ def _layers():
 
         def call(self, inputs):
             x, cond = inputs if (self.num_styles or self.planes) else (inputs, None)
-            dtype = x.dtype
+            dtype, channels = x.dtype, x.shape[-1]
             x = tf.cast(x, tf.float32)
-            shape = tf.shape(x)
-            b, h, w, c = shape[0], shape[1], shape[2], shape[3]
-            view = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
-            normed, _, _ = tf.compat.v1.nn.fused_batch_norm(view, tf.ones([b * c]), tf.zeros([b * c]),
-                                                            epsilon=self.epsilon, is_training=True)
-            x = tf.transpose(tf.reshape(normed, [h, w, b, c]), [2, 0, 1, 3])
+            if self.fixed_stats is not None or self.record or not self.fused:
+                mean, var = self.fixed_stats if self.fixed_stats is not None else tf.nn.moments(x, [1, 2],
+                                                                                             keepdims=True)
+                if self.record:
+                    self.recorded = (mean, var)
+                x = (x - mean) * tf.math.rsqrt(var + self.epsilon)
+            else:
+                shape = tf.shape(x)
+                b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+                view = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
+                normed, _, _ = tf.compat.v1.nn.fused_batch_norm(view, tf.ones([b * c]), tf.zeros([b * c]),
+                                                                epsilon=self.epsilon, is_training=True)
+                x = with_channels(tf.transpose(tf.reshape(normed, [h, w, b, c]), [2, 0, 1, 3]), channels)
             gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
             if self.num_styles:
                 mix = tf.cast(cond, tf.float32)
@@ -144,7 +169,7 @@ def _layers():
         def call(self, x):
             shape = tf.shape(x)
             ph, pw = (-shape[1]) % self.m, (-shape[2]) % self.m
-            return tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="REFLECT")
+            return with_channels(tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="REFLECT"), x.shape[-1])
 
     class CropLike(layers.Layer):
         def call(self, inputs):
@@ -164,12 +189,12 @@ def _layers():
             w = weights[:, 1:2] if self.mode == "balance" else weights
             shape = tf.shape(image)
             planes = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype) * tf.cast(w, image.dtype)[:, None, None, :]
-            return tf.concat([image, planes], axis=-1)
+            return with_channels(tf.concat([image, planes], axis=-1), image.shape[-1] + w.shape[-1])
 
         def get_config(self):
             return {**super().get_config(), "mode": self.mode}
 
-    return types.SimpleNamespace(ReflectionPad=ReflectionPad, InstanceNorm=InstanceNorm, PadToMultiple=PadToMultiple,
+    return types.SimpleNamespace(ReflectionPad=ReflectionPad, NearestUpsample=NearestUpsample, InstanceNorm=InstanceNorm, PadToMultiple=PadToMultiple,
                                  CropLike=CropLike, StyleChannels=StyleChannels)
 
 
@@ -222,7 +247,7 @@ def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = 
         x = layers.Add()([x, conv(conv(x, 128, 3), 128, 3, relu=False)])
     for filters in (64, 32):
         # Nearest upsampling + conv instead of transposed conv: no checkerboard artefacts (Odena et al. 2016).
-        x = layers.UpSampling2D(2, interpolation="nearest")(x)
+        x = L.NearestUpsample()(x)
         x = conv(x, filters, 3)
     x = L.ReflectionPad(4)(x)
     x = layers.Conv2D(3, 9, padding="valid")(x)
@@ -607,7 +632,7 @@ def preserve_color(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
 
 
 def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_color: bool = False,
-                  max_size: int | None = None) -> tuple[int, int]:
+                  max_size: int | None = None, tile: int | None = None) -> tuple[int, int]:
     """Stylize files and folders into `out`; returns (written, failed)."""
     files = []
     for path in inputs:
@@ -631,7 +656,7 @@ def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_c
             target = out / f"{f.stem}_sweep.png"
             iu.save_image(target, iu.image_grid(frames, cols=len(frames), pad=0))
         else:
-            result = stylize_array(net, image, weights)
+            result = tiled_stylize(net, image, weights, tile) if tile else stylize_array(net, image, weights)
             if keep_color:
                 result = preserve_color(result, image)
             target = out / f"{f.stem}.png"
@@ -639,6 +664,350 @@ def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_c
         print(f"wrote {target}")
         written += 1
     return written, failed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Huge images: overlapping tiles that share the whole image's instance-norm statistics
+
+def instance_norms(net) -> list:
+    return [layer for layer in net.layers if isinstance(layer, _layers().InstanceNorm)]
+
+
+def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
+    """1 inside, rising linearly over `overlap` pixels at an edge that another tile overlaps."""
+    w = np.ones(n, np.float32)
+    if overlap > 0:
+        ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        if start:
+            w[:overlap] = np.minimum(w[:overlap], ramp)
+        if end:
+            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | None = None, margin: int = 32,
+                  stats_max_side: int = 1024) -> np.ndarray:
+    """Stylize an image of any size in overlapping `tile` x `tile` pieces blended with linear ramps.
+
+    Instance norm normalises by each input's own statistics, so tiles processed on their own would each get a
+    different look. A first pass over the whole image (or, when its longer side exceeds `stats_max_side`, over a
+    copy shrunk to that size) records every norm layer's statistics; every tile is then normalised with those.
+    Each tile also sees `margin` pixels of real context on every side, cropped away afterwards."""
+    h, w = image.shape[:2]
+    overlap = tile // 4 if overlap is None else overlap
+    norms = instance_norms(net)
+    probe = image if max(h, w) <= stats_max_side else iu.resize_max_side(image, stats_max_side)
+    for n in norms:
+        n.record = True
+    try:
+        stylize_array(net, probe, weights)
+        stats = [n.recorded for n in norms]
+    finally:
+        for n in norms:
+            n.record, n.recorded = False, None
+    out = np.zeros((h, w, 3), np.float32)
+    total = np.zeros((h, w, 1), np.float32)
+    stride = max(1, tile - overlap)
+    try:
+        for n, st in zip(norms, stats):
+            n.fixed_stats = st
+        for top in _starts(h, tile, stride):
+            for left in _starts(w, tile, stride):
+                bottom, right = min(top + tile, h), min(left + tile, w)
+                t0, l0 = max(0, top - margin), max(0, left - margin)
+                piece = stylize_array(net, image[t0:min(h, bottom + margin), l0:min(w, right + margin)], weights)
+                piece = piece[top - t0:top - t0 + bottom - top, left - l0:left - l0 + right - left]
+                wy = _ramp(bottom - top, overlap, top > 0, bottom < h)
+                wx = _ramp(right - left, overlap, left > 0, right < w)
+                weight = (wy[:, None] * wx[None, :])[..., None]
+                out[top:bottom, left:right] += piece * weight
+                total[top:bottom, left:right] += weight
+    finally:
+        for n in norms:
+            n.fixed_stats = None
+    return out / np.maximum(total, 1e-8)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Video
+
+def stylize_video(net, names, src: Path, dst: Path, strength_at, max_size: int | None = None) -> int:
+    """Stylize every frame of `src` into `dst` (mp4) with the same frame count, size and fps. `strength_at(i, n)`
+    gives the style weights of frame i of n. Returns the number of frames written."""
+    import cv2
+    import keras
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise iu.ImageError(src, "cannot open as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        cap.release()
+        raise iu.ImageError(dst, "cannot write an mp4 here")
+    bar = keras.utils.Progbar(n or None, unit_name="frame")
+    written = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            rgb = frame[..., ::-1].astype(np.float32) / 255.0
+            small = iu.resize_max_side(rgb, max_size) if max_size else rgb
+            result = stylize_array(net, small, strength_at(written, max(n, written + 1)))
+            if result.shape[:2] != (height, width):
+                result = iu.resize(result, height, width)
+            writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))
+            written += 1
+            bar.update(written)
+    finally:
+        cap.release()
+        writer.release()
+    if not written:
+        tmp.unlink(missing_ok=True)
+        raise iu.ImageError(src, "no frames could be read")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    Path(tmp).replace(dst)
+    return written
+
+
+def parse_ramp(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--strength-ramp takes A:B, e.g. 0:1; got '{text}'") from None
+    if not (0 <= a <= 1 and 0 <= b <= 1):
+        raise ValueError("--strength-ramp values must be in [0, 1]")
+    return a, b
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Export
+
+def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
+    """A SavedModel whose `serving_default` takes `image` [1, H, W, 3] float32 in [0,1] (any H, W) and `weights`
+    [num_styles] float32 and returns {"image": [1, H, W, 3]}; optionally a .tflite of the same function."""
+    import shutil
+    import tempfile
+
+    import tensorflow as tf
+
+    def make_module(fused: bool):
+        for n in instance_norms(net):
+            n.fused = fused
+        module = tf.Module()
+        module.net = net
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image"),
+                                      tf.TensorSpec([num_styles], tf.float32, name="weights")])
+        def serve(image, weights):
+            return {"image": net({"image": image, "weights": weights[None]}, training=False)}
+
+        module.serve = serve
+        return module
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        module = make_module(fused=True)
+        tf.saved_model.save(module, str(staging / "saved_model"), signatures={"serving_default": module.serve})
+        if tflite:
+            # TFLite has no fused batch norm in training mode: trace the moments form of instance norm instead.
+            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+            lite = make_module(fused=False)
+            # Fold the weights into constants: left as resource variables they are never initialised in a bare
+            # interpreter, and every output is NaN.
+            frozen = convert_variables_to_constants_v2(lite.serve.get_concrete_function())
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+            (staging / "stylizer.tflite").write_bytes(converter.convert())
+        staging.chmod(0o755)  # mkdtemp makes it private
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    finally:
+        for n in instance_norms(net):
+            n.fused = True
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    written.append(out / "saved_model")
+    if tflite:
+        written.append(out / "stylizer.tflite")
+    return written
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Gatys et al. optimisation: the quality and speed baseline with the same VGG and losses
+
+def optimize_image(content: np.ndarray, styles: list[np.ndarray], blend, iters: int, content_weight: float,
+                   style_weight: float, tv_weight: float, lr: float = 0.02, content_layer: str = "relu2_2",
+                   log_every: int = 50):
+    """Optimise the pixels of an image (initialised from the content) against the content's features and the
+    blend of the styles' Grams (like neural-style's -style_blend_weights). Returns (image, history)."""
+    import keras
+    import tensorflow as tf
+
+    from perceptual import content_loss, gram_matrix, style_loss, total_variation_loss, vgg_features
+
+    layers = list(STYLE_LAYERS)
+    vgg = vgg_features(sorted(set(layers) | {content_layer}), name="optimize_vgg")
+    grams = [compute_grams([s], vgg, layers) for s in styles]
+    blend = np.asarray(blend, np.float32) / np.sum(blend)
+    target_grams = {n: tf.constant(sum(b * g[n] for b, g in zip(blend, grams))) for n in layers}
+    target_content = vgg(content[None])[content_layer]
+    x = tf.Variable(content[None].astype(np.float32))
+    optimizer = keras.optimizers.Adam(lr)
+
+    def losses(img):
+        feats = vgg(img)
+        c = content_loss(feats[content_layer], target_content)[0]
+        s = style_loss({n: gram_matrix(feats[n]) for n in layers}, target_grams, layers)[0]
+        tv = total_variation_loss(img)[0]
+        return c, s, tv
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            c, s, tv = losses(x)
+            loss = content_weight * c + style_weight * s + tv_weight * tv
+        optimizer.apply_gradients([(tape.gradient(loss, x), x)])
+        x.assign(tf.clip_by_value(x, 0.0, 1.0))
+        return loss, c, s, tv
+
+    history = []
+    c, s, tv = losses(x)
+    history.append({"iter": 0, "content": float(c), "style": float(s), "tv": float(tv)})
+    for i in range(1, iters + 1):
+        loss, c, s, tv = step()
+        if i % log_every == 0 or i == iters:
+            history.append({"iter": i, "loss": float(loss), "content": float(c), "style": float(s), "tv": float(tv)})
+            print(f"iter {i}/{iters}  loss {float(loss):.4g}  content {float(c):.4g}  style {float(s):.4g}",
+                  flush=True)
+    return x.numpy()[0], history
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Evaluation: turn "looks good" into numbers
+
+def spearman(a, b) -> float:
+    """Spearman rank correlation (ties get their average rank)."""
+    def ranks(v):
+        v = np.asarray(v, np.float64)
+        order = np.argsort(v, kind="mergesort")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        for value in np.unique(v):  # average ranks of ties
+            tie = v == value
+            r[tie] = r[tie].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else float("nan")
+
+
+def endpoint_grams(config: StylizerConfig, vgg, layers) -> list[dict]:
+    """Gram targets of the two endpoint styles A and B: the style images, or the mean Gram of the sampler's
+    samples that are purely A (weights [1, 0, ...]) or purely B."""
+    if config.style_images:
+        return style_image_grams(config.style_images, config.size, vgg, layers)
+    weights, grams, _ = load_sample_styles(Path(config.styles), vgg, layers, quiet=True)
+    out = []
+    for k in range(min(2, weights.shape[1])):
+        pure = np.isclose(weights[:, k], 1.0)
+        if not pure.any():
+            raise RunError(f"{config.styles}: no samples purely of style {k} (t=0 or t=1) to evaluate against")
+        out.append({n: grams[n][pure].mean(0, keepdims=True) for n in layers})
+    return out
+
+
+def evaluate(net, config: StylizerConfig, names, content_dir, strengths: int = 11, limit: int = 16) -> dict:
+    import time
+
+    import tensorflow as tf
+
+    from perceptual import LPIPS, content_loss, gram_matrix, style_loss, vgg_features
+
+    layers = list(STYLE_LAYERS)
+    vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="eval_vgg")
+    ends = endpoint_grams(config, vgg, layers)
+    files = iu.list_images(content_dir)[:limit]
+    contents = []
+    for f in files:
+        try:
+            contents.append(iu.center_crop(iu.resize_short_side(iu.load_image(f), config.size), config.size))
+        except iu.ImageError as e:
+            print(f"skipped {e}", file=sys.stderr)
+    if not contents:
+        raise RunError(f"{content_dir}: no readable content images")
+    batch = np.stack(contents)
+    lpips = LPIPS()
+    ts = np.linspace(0.0, 1.0, strengths)
+    outputs, rows = [], []
+    for t in ts:
+        w = snapshot_weights(len(names), [t])[0] if len(names) > 1 else np.ones(1, np.float32)
+        t0 = time.perf_counter()
+        out = np.asarray(net({"image": batch, "weights": np.repeat(w[None], len(batch), 0)}, training=False))
+        seconds = time.perf_counter() - t0
+        outputs.append(out)
+        feats = vgg(out)
+        g = {n: gram_matrix(feats[n]) for n in layers}
+        row = {"strength": float(t), "images_per_s": len(batch) / seconds,
+               "content_loss": float(tf.reduce_mean(content_loss(feats[config.content_layer],
+                                                                 vgg(batch)[config.content_layer]))),
+               "lpips_to_content": float(np.mean(lpips(out, batch)))}
+        for k, e in enumerate(ends):
+            row[f"style_loss_to_{'AB'[k]}"] = float(tf.reduce_mean(style_loss(g, e, layers)))
+        rows.append(row)
+    for row, out in zip(rows, outputs):
+        row["lpips_to_strength_0"] = float(np.mean(lpips(out, outputs[0])))
+        row["lpips_to_strength_1"] = float(np.mean(lpips(out, outputs[-1])))
+    result = {"styles": names, "content_images": len(batch), "size": config.size, "per_strength": rows}
+    if len(ends) > 1:
+        result["spearman_strength_vs_style_loss_to_A"] = spearman(ts, [r["style_loss_to_A"] for r in rows])
+        result["spearman_strength_vs_lpips_to_strength_0"] = spearman(ts, [r["lpips_to_strength_0"] for r in rows])
+    return result
+
+
+def plot_evaluation(result: dict, out: Path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = result["per_strength"]
+    ts = [r["strength"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for key in [k for k in rows[0] if k.startswith("style_loss_to_")]:
+        axes[0].plot(ts, [r[key] for r in rows], marker="o", label=key.replace("_", " "))
+    axes[0].set_title("style loss to each endpoint")
+    axes[1].plot(ts, [r["lpips_to_strength_0"] for r in rows], marker="o", label="LPIPS to strength 0")
+    axes[1].plot(ts, [r["lpips_to_strength_1"] for r in rows], marker="o", label="LPIPS to strength 1")
+    axes[1].plot(ts, [r["lpips_to_content"] for r in rows], marker="o", label="LPIPS to content")
+    axes[1].set_title("perceptual distance")
+    axes[2].plot(ts, [r["content_loss"] for r in rows], marker="o")
+    axes[2].set_title("content loss")
+    for ax in axes:
+        ax.set_xlabel("strength (weight of style B)")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    iu.atomic_write_bytes(out, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -683,6 +1052,30 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", type=int, default=0, metavar="N", help="write a strip of N strengths from 0 to 1")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--max-size", type=int, help="shrink inputs whose longer side exceeds this first")
+    p.add_argument("--tile", type=int, metavar="PX", help="process in overlapping PX tiles (huge images)")
+    p.add_argument("--video", action="store_true", help="inputs are videos: write OUT as an mp4 of each")
+    p.add_argument("--strength-ramp", metavar="A:B", help="video: sweep the strength from A to B over the clip")
+    p = sub.add_parser("export", help="write a SavedModel (and optionally a .tflite) for serving")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--tflite", action="store_true")
+    p = sub.add_parser("optimize", help="Gatys et al. optimisation baseline with the same VGG and losses")
+    p.add_argument("--content", type=Path, required=True)
+    p.add_argument("--style", type=Path, action="append", required=True, help="repeat to blend styles")
+    p.add_argument("--weights", help="blend weights, one per --style")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--iters", type=int, default=500)
+    p.add_argument("--size", type=int, default=512, help="longer side of the result")
+    p.add_argument("--lr", type=float, default=0.02)
+    d = StylizerConfig()
+    p.add_argument("--content-weight", type=float, default=d.content_weight)
+    p.add_argument("--style-weight", type=float, default=d.style_weight)
+    p.add_argument("--tv-weight", type=float, default=d.tv_weight)
+    p = sub.add_parser("evaluate", help="losses, LPIPS and speed across strengths, with a plot")
+    p.add_argument("--run-dir", type=Path, required=True)
+    p.add_argument("--content", type=Path, required=True)
+    p.add_argument("--strengths", type=int, default=11)
+    p.add_argument("--json", type=Path, help="write the result here (default RUN/evaluate.json)")
     args = parser.parse_args(argv)
 
     try:
@@ -698,18 +1091,79 @@ def main(argv=None) -> int:
                       "style_images": tuple(str(Path(s).resolve()) for s in args.style_image),
                       "content": str(Path(args.content))}
             return train(config_from_args(StylizerConfig, argparse.Namespace(**values)), args.run_dir)
+        if args.command == "optimize":
+            return _optimize_command(args)
         net, config, names = load_stylizer(args.run_dir)
+        if args.command == "export":
+            for path in export(net, len(names), args.out, args.tflite):
+                print(f"wrote {path}")
+            return 0
+        if args.command == "evaluate":
+            result = evaluate(net, config, names, args.content, args.strengths)
+            target = args.json or args.run_dir / "evaluate.json"
+            iu.atomic_write_json(target, result)
+            plot_evaluation(result, target.with_suffix(".png"))
+            for r in result["per_strength"]:
+                print("  ".join(f"{k} {v:.4g}" for k, v in r.items()))
+            if "spearman_strength_vs_style_loss_to_A" in result:
+                print(f"spearman(strength, style loss to A) = {result['spearman_strength_vs_style_loss_to_A']:.3f}")
+            print(f"wrote {target} and {target.with_suffix('.png')}")
+            return 0
         if args.sweep and args.sweep < 2:
             return iu.fail("--sweep needs at least 2 strengths")
+        if args.tile is not None and args.tile < 32:
+            return iu.fail("--tile must be at least 32 pixels")
         weights = parse_weights(len(names), args.strength, args.weights)
+        if args.video:
+            ramp = parse_ramp(args.strength_ramp) if args.strength_ramp else None
+
+            def strength_at(i, n):
+                if ramp is None:
+                    return weights
+                return parse_weights(len(names), ramp[0] + (ramp[1] - ramp[0]) * i / max(n - 1, 1))
+
+            failed = 0
+            for src in args.inputs:
+                dst = args.out if args.out.suffix.lower() == ".mp4" else args.out / f"{src.stem}.mp4"
+                try:
+                    n = stylize_video(net, names, src, dst, strength_at, args.max_size)
+                    print(f"wrote {dst}: {n} frames")
+                except iu.ImageError as e:
+                    print(f"error: {e}", file=sys.stderr)
+                    failed += 1
+            return 1 if failed else 0
         written, failed = stylize_files(net, names, args.inputs, args.out, weights, args.sweep,
-                                        args.preserve_color, args.max_size)
+                                        args.preserve_color, args.max_size, args.tile)
+        if args.tile:
+            import resource
+            print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
         if failed:
             return iu.fail(f"{failed} of {written + failed} inputs failed", code=1)
         if not written:
             return iu.fail("no images found in the inputs")
     except (iu.ImageError, RunError, ValueError) as e:
         return iu.fail(str(e))
+    return 0
+
+
+def _optimize_command(args) -> int:
+    import time
+
+    content = iu.resize_max_side(iu.load_image(args.content), args.size)
+    styles = [iu.resize_max_side(iu.load_image(p), args.size) for p in args.style]
+    blend = [1.0] * len(styles)
+    if args.weights:
+        blend = [float(v) for v in args.weights.split(",")]
+        if len(blend) != len(styles) or min(blend) < 0 or sum(blend) <= 0:
+            return iu.fail("--weights needs one non-negative weight per --style")
+    t0 = time.perf_counter()
+    image, history = optimize_image(content, styles, blend, args.iters, args.content_weight, args.style_weight,
+                                    args.tv_weight, args.lr)
+    seconds = time.perf_counter() - t0
+    iu.save_image(args.out, image)
+    print(f"wrote {args.out}: style loss {history[0]['style']:.4g} -> {history[-1]['style']:.4g}, content loss "
+          f"{history[0]['content']:.4g} -> {history[-1]['content']:.4g} in {seconds:.1f} s "
+          f"({seconds / max(args.iters, 1) * 1000:.0f} ms/iter)")
     return 0
 
 
