@@ -30,17 +30,89 @@ def config_from_args(cls, args):
     return cls(**values)
 
 
-class Run:
-    """One run folder. `resume_safe` names config keys that may change between invocations (e.g. steps)."""
+# Settings that choose how to run, not what is trained: a resumed run may change them.
+RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
 
-    def __init__(self, path, config, resume_safe=("steps", "log_every", "snapshot_every", "checkpoint_every")):
+
+# --------------------------------------------------------------------------------------------------------------------
+# Distribution: TensorFlow's own engine (tf.distribute)
+
+def make_strategy(name: str = "auto", devices: str = "", logical_cpus: int = 0):
+    """`default` (one device), `mirrored` (all local GPUs, else the CPU's logical devices, or `devices`),
+    `multiworker` (MultiWorkerMirroredStrategy configured by TF_CONFIG), or `auto` (mirrored when more than one GPU
+    is visible). `logical_cpus` > 1 splits the CPU into that many logical devices first (for tests and trials); it
+    must run before TensorFlow touches a device."""
+    import tensorflow as tf
+
+    if logical_cpus > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
+    if name == "auto":
+        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        if devices:
+            return tf.distribute.MirroredStrategy([d.strip() for d in devices.split(",")])
+        if tf.config.list_logical_devices("GPU"):
+            return tf.distribute.MirroredStrategy()
+        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
+    if name == "multiworker":
+        if not os.environ.get("TF_CONFIG"):
+            raise RunError("--strategy multiworker needs TF_CONFIG describing the cluster and this task")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise RunError(f"unknown --strategy '{name}': use auto, default, mirrored or multiworker")
+
+
+def add_strategy_args(parser):
+    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
+                        help="tf.distribute strategy; --batch-size is the global batch")
+    parser.add_argument("--devices", default="", help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1")
+    parser.add_argument("--logical-cpus", type=int, default=0,
+                        help="split the CPU into N logical devices (try mirrored without GPUs)")
+
+
+def task_role(strategy) -> tuple[bool, int]:
+    """(is chief, task index). The chief is task `chief`, or worker 0 when the cluster has no chief."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec or resolver.task_type is None:
+        return True, 0
+    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec), task_id
+
+
+def per_replica(strategy, global_batch: int, *structures):
+    """Split host arrays (or dicts of them) whose first axis is the global batch into per-replica values."""
+    import tensorflow as tf
+
+    n = strategy.num_replicas_in_sync
+    if global_batch % n:
+        raise RunError(f"--batch-size {global_batch} must be divisible by the {n} replicas")
+    per = global_batch // n
+
+    def value_fn(ctx):
+        i = ctx.replica_id_in_sync_group
+        return tf.nest.map_structure(lambda a: tf.constant(a[i * per:(i + 1) * per]), structures)
+
+    return strategy.experimental_distribute_values_from_function(value_fn)
+
+
+class Run:
+    """One run folder. `resume_safe` names config keys that may change between invocations (e.g. steps). Only the
+    chief writes config, metrics, TensorBoard and snapshots; other workers of a multi-worker run save their
+    checkpoints under `workers/worker_N/` (every worker must take part in a save) and resume from the chief's."""
+
+    def __init__(self, path, config, resume_safe=RUNTIME_KEYS, chief: bool = True, task: int = 0):
         self.path = Path(path)
         self.config = config
+        self.chief, self.task = chief, task
         self.path.mkdir(parents=True, exist_ok=True)
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.snapshot_dir = self.path / "snapshots"
         self.checkpoint_dir = self.path / "checkpoints"
+        self.save_dir = self.checkpoint_dir if chief else self.path / "workers" / f"worker_{task}"
         new = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         new = json.loads(json.dumps(new))  # tuples -> lists, as they read back from config.json
         if self.config_path.exists():
@@ -50,7 +122,8 @@ class Run:
                 k = conflicts[0]
                 raise RunError(f"{self.config_path}: this run was made with {k}={old[k]!r}, the command asks for "
                                f"{k}={new[k]!r}; use a new --run-dir or the run's own settings")
-        atomic_write_json(self.config_path, new)
+        if chief:
+            atomic_write_json(self.config_path, new)
         self._writer = None
         self._stop_signal = None
         self._last_time = None
@@ -62,12 +135,14 @@ class Run:
 
         step = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
         self._ckpt = tf.train.Checkpoint(step=step, **trackables)
-        self._manager = tf.train.CheckpointManager(self._ckpt, self.checkpoint_dir, max_to_keep=max_to_keep)
+        self._manager = tf.train.CheckpointManager(self._ckpt, self.save_dir, max_to_keep=max_to_keep)
         return self._manager, step
 
     def restore(self) -> int:
         """Restore the newest checkpoint if there is one; return the step it holds (0 for a new run)."""
-        latest = self._manager.latest_checkpoint
+        import tensorflow as tf
+
+        latest = tf.train.latest_checkpoint(str(self.checkpoint_dir))  # workers resume from the chief's
         if latest is None:
             self.truncate_metrics(0)
             return 0
@@ -86,7 +161,7 @@ class Run:
     # ---- metrics ----------------------------------------------------------------------------------------------------
     def truncate_metrics(self, step: int):
         """Drop metrics past `step` (written after the checkpoint we resume from), so no step is logged twice."""
-        if not self.metrics_path.exists():
+        if not self.chief or not self.metrics_path.exists():
             return
         kept = []
         for line in self.metrics_path.read_text().splitlines():
@@ -101,6 +176,8 @@ class Run:
         """Append a metrics line (fsync'd), write TensorBoard scalars and print the progress line."""
         import tensorflow as tf
 
+        if not self.chief:
+            return
         record = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
         with open(self.metrics_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")

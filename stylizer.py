@@ -34,14 +34,15 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import NonFiniteLoss, Run, RunError, config_from_args
+from run_dir import (RUNTIME_KEYS, NonFiniteLoss, Run, RunError, add_strategy_args, config_from_args, make_strategy,
+                     per_replica, task_role)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONDITIONINGS = ("channels", "balance", "cin", "none")
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-RESUME_SAFE = ("steps", "log_every", "snapshot_every", "checkpoint_every")
+RESUME_SAFE = RUNTIME_KEYS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +64,9 @@ class StylizerConfig:
     log_every: int = 10
     snapshot_every: int = 500
     checkpoint_every: int = 500
+    strategy: str = "auto"
+    devices: str = ""
+    logical_cpus: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -468,13 +472,16 @@ def set_precision(precision: str):
     keras.mixed_precision.set_global_policy(precision)
 
 
-def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, layers):
+def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, layers, strategy):
+    """One compiled step over the global batch, split across the strategy's replicas; each replica's loss is its
+    share of the global-batch mean and Keras sums the replicas' gradients."""
     import tensorflow as tf
 
     from perceptual import content_loss, gram_matrix, style_loss, total_variation_loss
 
-    @tf.function
-    def train_step(content, weights, target_grams):
+    global_batch = float(config.batch_size)
+
+    def replica_step(content, weights, target_grams):
         with tf.GradientTape() as tape:
             out = net({"image": content, "weights": weights}, training=True)
             feats = vgg(out)
@@ -482,11 +489,18 @@ def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, la
             c = content_loss(feats[config.content_layer], target)
             s = style_loss({name: gram_matrix(feats[name]) for name in layers}, target_grams, layers)
             tv = total_variation_loss(out)
-            loss = tf.reduce_mean(config.content_weight * c + config.style_weight * s + config.tv_weight * tv)
+            loss = tf.reduce_sum(config.content_weight * c + config.style_weight * s + config.tv_weight * tv)
+            loss = loss / global_batch
             scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
         grads = tape.gradient(scaled, net.trainable_variables)
         optimizer.apply_gradients(zip(grads, net.trainable_variables))
-        return {"loss": loss, "content": tf.reduce_mean(c), "style": tf.reduce_mean(s), "tv": tf.reduce_mean(tv)}
+        share = lambda v: tf.reduce_sum(v) / global_batch  # noqa: E731
+        return {"loss": loss, "content": share(c), "style": share(s), "tv": share(tv)}
+
+    @tf.function
+    def train_step(content, weights, target_grams):
+        per = strategy.run(replica_step, args=(content, weights, target_grams))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
 
     return train_step
 
@@ -519,26 +533,32 @@ def train(config: StylizerConfig, run_dir) -> int:
 
     from perceptual import vgg_features
 
+    strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
+    chief, task = task_role(strategy)
     set_precision(config.precision)
     layers = list(STYLE_LAYERS)
-    run = Run(run_dir, config, resume_safe=RESUME_SAFE)
-    vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="loss_vgg")
-    content_vgg = vgg_features([config.content_layer], name="content_vgg")
+    run = Run(run_dir, config, resume_safe=RESUME_SAFE, chief=chief, task=task)
+    with strategy.scope():
+        vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="loss_vgg")
+        content_vgg = vgg_features([config.content_layer], name="content_vgg")
     targets = StyleTargets(config, vgg, layers)
     if config.conditioning == "none" and targets.num_styles != 1:
         raise ValueError("--conditioning none is the single-style baseline: give one --style-image")
-    stream = ContentStream(config.content, config.size, config.seed, run.path / "bad_content.txt")
+    stream = ContentStream(config.content, config.size, config.seed, run.path / "bad_content.txt" if chief else None)
     keras.utils.set_random_seed(config.seed)
-    net = build_stylizer(targets.num_styles, config.conditioning)
-    optimizer = keras.optimizers.Adam(config.lr)
-    if config.precision == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    optimizer.build(net.trainable_variables)
-    position = tf.Variable(0, dtype=tf.int64, name="data_position", trainable=False)
+    with strategy.scope():
+        net = build_stylizer(targets.num_styles, config.conditioning)
+        optimizer = keras.optimizers.Adam(config.lr)
+        if config.precision == "mixed_float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(net.trainable_variables)
+        position = tf.Variable(0, dtype=tf.int64, name="data_position", trainable=False)
     run.checkpoint(net=net, optimizer=optimizer, data_position=position)
     start = run.restore()
-    iu.atomic_write_json(run.path / "styles.json", {"style_names": targets.names, "num_styles": targets.num_styles})
-    train_step = make_train_step(net, vgg, content_vgg, optimizer, config, layers)
+    if chief:
+        iu.atomic_write_json(run.path / "styles.json", {"style_names": targets.names,
+                                                        "num_styles": targets.num_styles})
+    train_step = make_train_step(net, vgg, content_vgg, optimizer, config, layers, strategy)
     snap_contents = stream.fixed_crops(3)
     if start:
         print(f"resuming {run.path} from step {start} (content position {int(position.numpy())})", flush=True)
@@ -549,8 +569,9 @@ def train(config: StylizerConfig, run_dir) -> int:
         while step < config.steps:
             content, next_position = next(batches)
             weights, grams = targets.batch(np.random.default_rng([config.seed, step, 5]), config.batch_size)
-            metrics = train_step(tf.constant(content), tf.constant(weights, tf.float32),
-                                 {k: tf.constant(v, tf.float32) for k, v in grams.items()})
+            grams = {k: v.astype(np.float32) for k, v in grams.items()}
+            metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32),
+                                              grams))
             step += 1
             position.assign(next_position)
             metrics = {k: float(v) for k, v in metrics.items()}
@@ -561,7 +582,7 @@ def train(config: StylizerConfig, run_dir) -> int:
                 return 1
             if step % config.log_every == 0 or step == config.steps:
                 run.log(step, metrics, config.steps)
-            if step % config.snapshot_every == 0 or step == config.steps:
+            if chief and (step % config.snapshot_every == 0 or step == config.steps):
                 write_snapshot(run, net, step, snap_contents, targets.num_styles)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 run.save(step)
@@ -1035,6 +1056,7 @@ def _add_train_args(p):
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
+    add_strategy_args(p)
 
 
 def main(argv=None) -> int:

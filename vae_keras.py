@@ -27,13 +27,14 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import NonFiniteLoss, Run, RunError, config_from_args
+from run_dir import (RUNTIME_KEYS, NonFiniteLoss, Run, RunError, add_strategy_args, config_from_args, make_strategy,
+                     per_replica, task_role)
 
 BUILTIN_PREFIX = "builtin:"
 LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
 PERCEPTUAL_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}  # DFC-VAE uses early and middle layers
 PERCEPTUAL_PIXEL_WEIGHT = 0.1
-RESUME_SAFE = ("steps", "log_every", "snapshot_every", "checkpoint_every", "encode_crops")
+RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,9 @@ class VAEConfig:
     snapshot_every: int = 100
     checkpoint_every: int = 100
     encode_crops: int = 512
+    strategy: str = "auto"
+    devices: str = ""
+    logical_cpus: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -74,9 +78,9 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
     x = x_in * 2.0 - 1.0
     for i, ch in enumerate([width, width * 2, width * 4, width * 8, width * 8][:_downsamples(size)]):
         x = layers.Conv2D(ch, 4, strides=2, padding="same", name=f"down{i}")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"down{i}_bn")(x))
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_bn")(x))
         x = layers.Conv2D(ch, 3, padding="same", name=f"down{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"down{i}_refine_bn")(x))
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_refine_bn")(x))
     x = layers.Flatten()(x)
     mean = layers.Dense(latent_dim, name="z_mean")(x)
     logvar = layers.Dense(latent_dim, name="z_logvar")(x)
@@ -97,9 +101,9 @@ def build_decoder(size: int, latent_dim: int, width: int = 32):
     for i, ch in enumerate([width * 8, width * 4, width * 2, width, width]):
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"up{i}_bn")(x))
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_bn")(x))
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(name=f"up{i}_refine_bn")(x))
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_refine_bn")(x))
     logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
     return keras.Model(z, logits, name="decoder")
 
@@ -218,26 +222,44 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------------------------------
 # Training
 
-def make_train_step(vae: VAE, optimizer, config: VAEConfig, vgg=None):
+def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None):
+    """One compiled step over the global batch, split across the strategy's replicas. Each replica's loss is its
+    share of the global-batch mean; Keras sums the replicas' gradients."""
     import tensorflow as tf
 
     variables = vae.encoder.trainable_variables + vae.decoder.trainable_variables
+    global_batch = float(config.batch_size)
 
-    @tf.function
-    def train_step(images, noise_seed, beta):
+    def replica_step(images, eps, beta):
         with tf.GradientTape() as tape:
             post = vae.encoder(images, training=True)
-            eps = tf.random.stateless_normal(tf.shape(post["mean"]), seed=noise_seed)
             z = post["mean"] + tf.exp(0.5 * post["logvar"]) * eps
             logits = vae.decoder(z, training=True)
-            recon = tf.reduce_mean(reconstruction_loss(config.recon, logits, images, vgg))
-            kl = tf.reduce_mean(kl_divergence(post["mean"], post["logvar"]))
+            recon = tf.reduce_sum(reconstruction_loss(config.recon, logits, images, vgg)) / global_batch
+            kl = tf.reduce_sum(kl_divergence(post["mean"], post["logvar"])) / global_batch
             loss = recon + beta * kl
         grads = tape.gradient(loss, variables)
-        optimizer.apply_gradients(zip(grads, variables))
+        # Clip the global-batch gradient, not each replica's share (Keras's global_clipnorm would clip the shares):
+        # sum across replicas, clip, divide by the replica count so that the optimizer's own sum restores it.
+        replicas = strategy.num_replicas_in_sync
+        grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
+        grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
+        optimizer.apply_gradients(zip([g / replicas for g in grads], variables))
         return {"loss": loss, "recon": recon, "kl": kl}
 
+    @tf.function
+    def train_step(images, eps, beta):
+        per = strategy.run(replica_step, args=(images, eps, beta))
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
+
     return train_step
+
+
+def step_noise(config: VAEConfig, step: int) -> np.ndarray:
+    """The reparameterisation noise of a step for the whole global batch, a function of (seed, step) alone."""
+    import tensorflow as tf
+
+    return tf.random.stateless_normal([config.batch_size, config.latent_dim], seed=[config.seed, step]).numpy()
 
 
 def fixed_snapshot_inputs(styles, config: VAEConfig, n_per_style: int = 2):
@@ -295,21 +317,23 @@ def train(config: VAEConfig, run_dir) -> int:
     import keras
     import tensorflow as tf
 
+    strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
+    chief, task = task_role(strategy)
     names = style_names(config.styles)
     styles = load_styles(config.styles, config.size)
-    run = Run(run_dir, config, resume_safe=RESUME_SAFE)
+    run = Run(run_dir, config, resume_safe=RESUME_SAFE, chief=chief, task=task)
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed, in any process
-    vae = VAE(config)
-    # Clipping the global gradient norm keeps early KL spikes (large logvar) from blowing up the run.
-    optimizer = keras.optimizers.Adam(config.lr, global_clipnorm=config.clip_norm)
-    optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
+    with strategy.scope():
+        vae = VAE(config)
+        optimizer = keras.optimizers.Adam(config.lr)  # gradients are clipped in the step (see make_train_step)
+        optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
+        vgg = None
+        if config.recon == "perceptual":
+            from perceptual import vgg_features
+            vgg = vgg_features(list(PERCEPTUAL_LAYERS))
     manager, _ = run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
     start = run.restore()
-    vgg = None
-    if config.recon == "perceptual":
-        from perceptual import vgg_features
-        vgg = vgg_features(list(PERCEPTUAL_LAYERS))
-    train_step = make_train_step(vae, optimizer, config, vgg)
+    train_step = make_train_step(vae, optimizer, config, strategy, vgg)
     snap_crops, snap_z = fixed_snapshot_inputs(styles, config)
     if start:
         print(f"resuming {run.path} from step {start}", flush=True)
@@ -320,8 +344,8 @@ def train(config: VAEConfig, run_dir) -> int:
         run.mark_time(step)
         while step < config.steps:
             images, _ = crop_batch(styles, config, batch_rng(config.seed, step), config.batch_size)
-            metrics = train_step(tf.constant(images), tf.constant([config.seed, step], tf.int64),
-                                 tf.constant(beta_at(config, step), tf.float32))
+            dist_images, dist_eps = per_replica(strategy, config.batch_size, images, step_noise(config, step))
+            metrics = train_step(dist_images, dist_eps, tf.constant(beta_at(config, step), tf.float32))
             step += 1
             metrics = {k: float(v) for k, v in metrics.items()}
             try:
@@ -331,7 +355,7 @@ def train(config: VAEConfig, run_dir) -> int:
                 return 1
             if step % config.log_every == 0 or step == config.steps:
                 run.log(step, {**metrics, "beta": beta_at(config, step - 1)}, config.steps)
-            if step % config.snapshot_every == 0 or step == config.steps:
+            if chief and (step % config.snapshot_every == 0 or step == config.steps):
                 write_snapshots(run, vae, step, snap_crops, snap_z, names)
             if step % config.checkpoint_every == 0 or step == config.steps:
                 run.save(step)
@@ -340,7 +364,7 @@ def train(config: VAEConfig, run_dir) -> int:
                 print(f"{run.stop_requested}: saved step {step} to {run.checkpoint_dir}; run the same command to "
                       "resume", flush=True)
                 return 0
-    if step > start or not (run.path / "latents.npz").exists():
+    if chief and (step > start or not (run.path / "latents.npz").exists()):
         latents = encode_styles(vae, styles, names, config, config.encode_crops)
         save_latents(run.path, latents)
         print(f"wrote {run.path / 'latents.npz'} ({len(names)} styles x {config.latent_dim} dims)", flush=True)
@@ -432,13 +456,15 @@ def _add_train_args(p):
     p.add_argument("--steps", type=int, default=d.steps)
     p.add_argument("--batch-size", type=int, default=d.batch_size)
     p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm, help="global gradient norm clip")
+    p.add_argument("--clip-norm", type=float, default=d.clip_norm,
+                   help="clip the global gradient norm (keeps early KL spikes from blowing up a run)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--log-every", type=int, default=d.log_every)
     p.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
     p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--encode-crops", type=int, default=d.encode_crops,
                    help="random crops per style encoded into latents.npz at the end")
+    add_strategy_args(p)
 
 
 def main(argv=None) -> int:
