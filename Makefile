@@ -30,11 +30,14 @@ test: weights
 test-slow: weights
 	$(PY) -m pytest -m slow
 
+# Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
+# benchmarks/sampler.py, benchmarks/multistyle_experiment.py, benchmarks/lpips_crosscheck.py (see README).
 bench: weights
+	@mkdir -p runs/bench
 	@if ! cmp -s benchmarks/requirements.txt $(VENV)/.bench.installed; then \
 		$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt && \
 		cp benchmarks/requirements.txt $(VENV)/.bench.installed; fi
-	$(PY) benchmarks/vae_recon.py
+	$(PY) benchmarks/speed.py --json runs/bench/speed.json
 
 demo: weights
 	@mkdir -p $(DEMO)

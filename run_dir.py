@@ -12,6 +12,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +33,29 @@ def config_from_args(cls, args):
 
 # Settings that choose how to run, not what is trained: a resumed run may change them.
 RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunControl:
+    """The part of every job's config that says how it runs (logging, snapshots, checkpoints, distribution)."""
+    log_every: int = 10
+    snapshot_every: int = 100
+    checkpoint_every: int = 100
+    strategy: str = "auto"
+    devices: str = ""
+    logical_cpus: int = 0
+
+
+def add_run_args(parser, defaults: RunControl):
+    parser.add_argument("--log-every", type=int, default=defaults.log_every)
+    parser.add_argument("--snapshot-every", type=int, default=defaults.snapshot_every)
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
+                        default=defaults.strategy, help="tf.distribute strategy; --batch-size is the global batch")
+    parser.add_argument("--devices", default=defaults.devices,
+                        help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1")
+    parser.add_argument("--logical-cpus", type=int, default=defaults.logical_cpus,
+                        help="split the CPU into N logical devices (try mirrored without GPUs)")
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -62,14 +86,6 @@ def make_strategy(name: str = "auto", devices: str = "", logical_cpus: int = 0):
             raise RunError("--strategy multiworker needs TF_CONFIG describing the cluster and this task")
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise RunError(f"unknown --strategy '{name}': use auto, default, mirrored or multiworker")
-
-
-def add_strategy_args(parser):
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"), default="auto",
-                        help="tf.distribute strategy; --batch-size is the global batch")
-    parser.add_argument("--devices", default="", help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1")
-    parser.add_argument("--logical-cpus", type=int, default=0,
-                        help="split the CPU into N logical devices (try mirrored without GPUs)")
 
 
 def task_role(strategy) -> tuple[bool, int]:
@@ -230,6 +246,35 @@ class Run:
     @property
     def stop_requested(self) -> str | None:
         return self._stop_signal
+
+    def train_loop(self, start: int, steps: int, control: RunControl, step_fn, snapshot_fn) -> str:
+        """Run `step_fn(step) -> metrics` from `start` to `steps`, logging, snapshotting (chief only) and
+        checkpointing at the configured intervals and at the last step. Returns "done", "stopped" (a signal: saved
+        and out) or "nan" (a non-finite metric: stopped without saving over the last good checkpoint)."""
+        step = start
+        with self:
+            self.mark_time(step)
+            while step < steps:
+                metrics = {k: float(v) for k, v in step_fn(step).items()}
+                step += 1
+                try:
+                    self.check_finite(step, metrics)
+                except NonFiniteLoss as e:
+                    print(f"error: {e}", file=sys.stderr, flush=True)
+                    return "nan"
+                last = step == steps
+                if step % control.log_every == 0 or last:
+                    self.log(step, metrics, steps)
+                if self.chief and (step % control.snapshot_every == 0 or last):
+                    snapshot_fn(step)
+                if step % control.checkpoint_every == 0 or last:
+                    self.save(step)
+                if self.stop_requested:
+                    self.save(step)
+                    print(f"{self.stop_requested}: saved step {step} to {self.save_dir}; run the same command to "
+                          "resume", flush=True)
+                    return "stopped"
+        return "done"
 
     def check_finite(self, step: int, metrics: dict):
         """Raise NonFiniteLoss (the caller stops without saving) when any metric is NaN or infinite."""

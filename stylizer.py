@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (RUNTIME_KEYS, NonFiniteLoss, Run, RunError, add_strategy_args, config_from_args, make_strategy,
+from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
                      per_replica, task_role)
 
 ROOT = Path(__file__).resolve().parent
@@ -46,7 +46,7 @@ RESUME_SAFE = RUNTIME_KEYS
 
 
 @dataclasses.dataclass(frozen=True)
-class StylizerConfig:
+class StylizerConfig(RunControl):
     styles: str = ""                 # sampler folder (VAE-sampled styles)
     style_images: tuple = ()         # or 1-2 style images (single style / direct Gram mixing baselines)
     content: str = str(DEFAULT_CONTENT)
@@ -61,12 +61,8 @@ class StylizerConfig:
     style_weight: float = 10.0
     tv_weight: float = 10.0
     seed: int = 0
-    log_every: int = 10
     snapshot_every: int = 500
     checkpoint_every: int = 500
-    strategy: str = "auto"
-    devices: str = ""
-    logical_cpus: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -562,36 +558,23 @@ def train(config: StylizerConfig, run_dir) -> int:
     snap_contents = stream.fixed_crops(3)
     if start:
         print(f"resuming {run.path} from step {start} (content position {int(position.numpy())})", flush=True)
-    step = start
     batches = prefetching(stream, int(position.numpy()), config.batch_size)
-    with run:
-        run.mark_time(step)
-        while step < config.steps:
-            content, next_position = next(batches)
-            weights, grams = targets.batch(np.random.default_rng([config.seed, step, 5]), config.batch_size)
-            grams = {k: v.astype(np.float32) for k, v in grams.items()}
-            metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32),
-                                              grams))
-            step += 1
-            position.assign(next_position)
-            metrics = {k: float(v) for k, v in metrics.items()}
-            try:
-                run.check_finite(step, metrics)
-            except NonFiniteLoss as e:
-                print(f"error: {e}", file=sys.stderr, flush=True)
-                return 1
-            if step % config.log_every == 0 or step == config.steps:
-                run.log(step, metrics, config.steps)
-            if chief and (step % config.snapshot_every == 0 or step == config.steps):
-                write_snapshot(run, net, step, snap_contents, targets.num_styles)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                run.save(step)
-            if run.stop_requested:
-                run.save(step)
-                print(f"{run.stop_requested}: saved step {step} to {run.checkpoint_dir}; run the same command to "
-                      "resume", flush=True)
-                return 0
-    batches.close()
+
+    def step_fn(step):
+        content, next_position = next(batches)
+        weights, grams = targets.batch(np.random.default_rng([config.seed, step, 5]), config.batch_size)
+        grams = {k: v.astype(np.float32) for k, v in grams.items()}
+        metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32), grams))
+        position.assign(next_position)  # saved with the checkpoint: resume reads the next unread content item
+        return metrics
+
+    try:
+        status = run.train_loop(start, config.steps, config, step_fn,
+                                lambda step: write_snapshot(run, net, step, snap_contents, targets.num_styles))
+    finally:
+        batches.close()
+    if status == "nan":
+        return 1
     if stream.bad:
         print(f"skipped {len(stream.bad)} unreadable content files (listed in {run.path / 'bad_content.txt'})")
     return 0
@@ -1053,10 +1036,7 @@ def _add_train_args(p):
     p.add_argument("--style-weight", type=float, default=d.style_weight)
     p.add_argument("--tv-weight", type=float, default=d.tv_weight)
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
-    add_strategy_args(p)
+    add_run_args(p, d)
 
 
 def main(argv=None) -> int:

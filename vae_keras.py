@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (RUNTIME_KEYS, NonFiniteLoss, Run, RunError, add_strategy_args, config_from_args, make_strategy,
+from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
                      per_replica, task_role)
 
 BUILTIN_PREFIX = "builtin:"
@@ -38,7 +38,7 @@ RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
 
 
 @dataclasses.dataclass(frozen=True)
-class VAEConfig:
+class VAEConfig(RunControl):
     styles: tuple = ()
     size: int = 224
     latent_dim: int = 256
@@ -52,13 +52,7 @@ class VAEConfig:
     clip_norm: float = 100.0
     seed: int = 0
     crop_scale: tuple = (0.7, 1.5)
-    log_every: int = 10
-    snapshot_every: int = 100
-    checkpoint_every: int = 100
     encode_crops: int = 512
-    strategy: str = "auto"
-    devices: str = ""
-    logical_cpus: int = 0
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -339,32 +333,18 @@ def train(config: VAEConfig, run_dir) -> int:
         print(f"resuming {run.path} from step {start}", flush=True)
     if start >= config.steps:
         print(f"{run.path} is already at step {start} (asked for {config.steps}); nothing to train")
-    step = start
-    with run:
-        run.mark_time(step)
-        while step < config.steps:
-            images, _ = crop_batch(styles, config, batch_rng(config.seed, step), config.batch_size)
-            dist_images, dist_eps = per_replica(strategy, config.batch_size, images, step_noise(config, step))
-            metrics = train_step(dist_images, dist_eps, tf.constant(beta_at(config, step), tf.float32))
-            step += 1
-            metrics = {k: float(v) for k, v in metrics.items()}
-            try:
-                run.check_finite(step, metrics)
-            except NonFiniteLoss as e:
-                print(f"error: {e}", file=sys.stderr, flush=True)
-                return 1
-            if step % config.log_every == 0 or step == config.steps:
-                run.log(step, {**metrics, "beta": beta_at(config, step - 1)}, config.steps)
-            if chief and (step % config.snapshot_every == 0 or step == config.steps):
-                write_snapshots(run, vae, step, snap_crops, snap_z, names)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                run.save(step)
-            if run.stop_requested:
-                run.save(step)
-                print(f"{run.stop_requested}: saved step {step} to {run.checkpoint_dir}; run the same command to "
-                      "resume", flush=True)
-                return 0
-    if chief and (step > start or not (run.path / "latents.npz").exists()):
+
+    def step_fn(step):
+        images, _ = crop_batch(styles, config, batch_rng(config.seed, step), config.batch_size)
+        dist_images, dist_eps = per_replica(strategy, config.batch_size, images, step_noise(config, step))
+        beta = beta_at(config, step)
+        return {**train_step(dist_images, dist_eps, tf.constant(beta, tf.float32)), "beta": beta}
+
+    status = run.train_loop(start, config.steps, config, step_fn,
+                            lambda step: write_snapshots(run, vae, step, snap_crops, snap_z, names))
+    if status != "done":
+        return 1 if status == "nan" else 0
+    if chief and (config.steps > start or not (run.path / "latents.npz").exists()):
         latents = encode_styles(vae, styles, names, config, config.encode_crops)
         save_latents(run.path, latents)
         print(f"wrote {run.path / 'latents.npz'} ({len(names)} styles x {config.latent_dim} dims)", flush=True)
@@ -459,12 +439,9 @@ def _add_train_args(p):
     p.add_argument("--clip-norm", type=float, default=d.clip_norm,
                    help="clip the global gradient norm (keeps early KL spikes from blowing up a run)")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--log-every", type=int, default=d.log_every)
-    p.add_argument("--snapshot-every", type=int, default=d.snapshot_every)
-    p.add_argument("--checkpoint-every", type=int, default=d.checkpoint_every)
     p.add_argument("--encode-crops", type=int, default=d.encode_crops,
                    help="random crops per style encoded into latents.npz at the end")
-    add_strategy_args(p)
+    add_run_args(p, d)
 
 
 def main(argv=None) -> int:
