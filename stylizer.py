@@ -423,38 +423,21 @@ class ContentStream:
             iu.atomic_write_text(self.bad_list, "".join(f"{b}\n" for b in sorted(self.bad)))
 
 
-def prefetching(stream: ContentStream, position: int, batch_size: int, depth: int = 2):
-    """Yield (batch, next position) from a background thread so decoding overlaps the training step."""
-    import queue
-    import threading
+def content_dataset(stream: ContentStream, position: int, batch_size: int):
+    """A tf.data pipeline over the stream from `position`: batches of crops with the position after each, decoded
+    ahead of the training step (prefetch). The position travels with its batch, so the checkpoint saved after a step
+    names exactly the next unread item."""
+    import tensorflow as tf
 
-    q: queue.Queue = queue.Queue(depth)
-    stop = threading.Event()
-
-    def worker(pos):
-        try:
-            while not stop.is_set():
-                item = stream.batch(pos, batch_size)
-                pos = item[1]
-                while not stop.is_set():
-                    try:
-                        q.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-        except Exception as e:  # surfaced in the training loop
-            q.put(e)
-
-    thread = threading.Thread(target=worker, args=(position,), daemon=True)
-    thread.start()
-    try:
+    def batches():
+        pos = position
         while True:
-            item = q.get()
-            if isinstance(item, Exception):
-                raise item
-            yield item
-    finally:
-        stop.set()
+            crops, pos = stream.batch(pos, batch_size)
+            yield crops, pos
+
+    signature = (tf.TensorSpec((batch_size, stream.size, stream.size, 3), tf.float32),
+                 tf.TensorSpec((), tf.int64))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -558,21 +541,18 @@ def train(config: StylizerConfig, run_dir) -> int:
     snap_contents = stream.fixed_crops(3)
     if start:
         print(f"resuming {run.path} from step {start} (content position {int(position.numpy())})", flush=True)
-    batches = prefetching(stream, int(position.numpy()), config.batch_size)
+    batches = iter(content_dataset(stream, int(position.numpy()), config.batch_size))
 
     def step_fn(step):
-        content, next_position = next(batches)
+        content, next_position = (v.numpy() for v in next(batches))
         weights, grams = targets.batch(np.random.default_rng([config.seed, step, 5]), config.batch_size)
         grams = {k: v.astype(np.float32) for k, v in grams.items()}
         metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32), grams))
         position.assign(next_position)  # saved with the checkpoint: resume reads the next unread content item
         return metrics
 
-    try:
-        status = run.train_loop(start, config.steps, config, step_fn,
-                                lambda step: write_snapshot(run, net, step, snap_contents, targets.num_styles))
-    finally:
-        batches.close()
+    status = run.train_loop(start, config.steps, config, step_fn,
+                            lambda step: write_snapshot(run, net, step, snap_contents, targets.num_styles))
     if status == "nan":
         return 1
     if stream.bad:

@@ -77,7 +77,10 @@ def save_strip(state: Interpolator, out: Path):
     iu.atomic_write_bytes(out, buf.getvalue())
 
 
-def run_window(state: Interpolator):
+def build_window(state: Interpolator):
+    """The interactive figure; returns it with its parts (axes, slider, handlers) so it can be driven in tests."""
+    import types
+
     import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
     from matplotlib.widgets import Slider
@@ -133,6 +136,13 @@ def run_window(state: Interpolator):
     fig.canvas.mpl_connect("button_press_event", on_click)
     slider.on_changed(on_slide)
     redraw()
+    return types.SimpleNamespace(fig=fig, inputs=top[:2], interpolation=top[4], slider=slider, on_click=on_click)
+
+
+def run_window(state: Interpolator):
+    import matplotlib.pyplot as plt
+
+    build_window(state)
     plt.show()
 
 

@@ -153,6 +153,26 @@ def test_encode_reconstruct_sample_and_gui(style_files, tmp_path, capsys):
     assert G.main(["--run-dir", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
 
 
+def test_gui_window_click_moves_crop_and_slider_redraws(style_files, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import types
+
+    run = tmp_path / "r"
+    assert V.main(train_args(style_files, run, 2)) == 0
+    vae, config = V.load_vae(run)
+    big = iu.resize(iu.default_styles(96)["honeycomb"], 160, 200)
+    state = G.Interpolator(vae, config.size, big, iu.load_image(style_files[0]), steps=4, interp="slerp")
+    window = G.build_window(state)
+    z_before, center_before = state.z[0].copy(), state.centers[0]
+    window.on_click(types.SimpleNamespace(inaxes=window.inputs[0], xdata=5.0, ydata=150.0))
+    assert state.centers[0] == (160 - 32, 32)  # clamped so the 64 px crop stays inside the image
+    assert state.centers[0] != center_before and not np.allclose(state.z[0], z_before)
+    window.slider.set_val(0.0)
+    shown = window.interpolation.images[-1].get_array()
+    np.testing.assert_allclose(shown, state.decode_at([0.0])[0], atol=1e-6)
+
+
 def test_bad_style_image_exits_2_with_name(tmp_path, capsys):
     bad = tmp_path / "broken.jpg"
     bad.write_text("nope")
