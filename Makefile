@@ -47,7 +47,7 @@ demo: weights
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
 	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
 	$(PY) vae_keras.py train --run-dir $(DEMO)/vae --style $(RES)/styles/night_swirls.png \
-		--style $(RES)/styles/honeycomb.png --size 64 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
+		--style $(RES)/styles/honeycomb.png --size 64 --style-size 128 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
 		--lr 1e-3 --beta 0.02 --log-every 100 --snapshot-every 100 --encode-crops 256
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png

@@ -25,7 +25,6 @@ import functools
 import hashlib
 import io
 import json
-import math
 import os
 import sys
 import types
@@ -188,14 +187,16 @@ def _layers():
             image, weights = inputs
             w = weights[:, 1:2] if self.mode == "balance" else weights
             shape = tf.shape(image)
-            planes = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype) * tf.cast(w, image.dtype)[:, None, None, :]
+            ones = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype)
+            planes = ones * tf.cast(w, image.dtype)[:, None, None, :]
             return with_channels(tf.concat([image, planes], axis=-1), image.shape[-1] + w.shape[-1])
 
         def get_config(self):
             return {**super().get_config(), "mode": self.mode}
 
-    return types.SimpleNamespace(ReflectionPad=ReflectionPad, NearestUpsample=NearestUpsample, InstanceNorm=InstanceNorm, PadToMultiple=PadToMultiple,
-                                 CropLike=CropLike, StyleChannels=StyleChannels)
+    return types.SimpleNamespace(ReflectionPad=ReflectionPad, NearestUpsample=NearestUpsample,
+                                 InstanceNorm=InstanceNorm, PadToMultiple=PadToMultiple, CropLike=CropLike,
+                                 StyleChannels=StyleChannels)
 
 
 def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = "stylizer"):

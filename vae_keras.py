@@ -52,6 +52,7 @@ class VAEConfig(RunControl):
     clip_norm: float = 100.0
     seed: int = 0
     crop_scale: tuple = (0.7, 1.5)
+    style_size: int = 0
     encode_crops: int = 512
 
 
@@ -180,8 +181,9 @@ def style_names(style_specs) -> list[str]:
     return names
 
 
-def load_styles(style_specs, size: int) -> list[np.ndarray]:
-    """Style images by path (or `builtin:NAME`); any smaller than the crop is enlarged, with a warning."""
+def load_styles(style_specs, size: int, style_size: int = 0) -> list[np.ndarray]:
+    """Style images by path (or `builtin:NAME`), resized so their shorter side is `style_size` when given (the
+    scale at which the stylizer will see the style); any smaller than the crop is enlarged, with a warning."""
     images = []
     builtins = None
     for spec in style_specs:
@@ -193,8 +195,11 @@ def load_styles(style_specs, size: int) -> list[np.ndarray]:
             im = builtins[name]
         else:
             im = iu.load_image(spec)
+        if style_size:
+            im = iu.resize_short_side(im, style_size)
         if min(im.shape[:2]) < size:
-            warnings.warn(f"{spec}: {im.shape[1]}x{im.shape[0]} is smaller than the {size} px crop; enlarging it")
+            warnings.warn(f"{spec}: {im.shape[1]}x{im.shape[0]} is smaller than the {size} px crop; enlarging it",
+                          stacklevel=2)
             im = iu.resize_short_side(im, size)
         images.append(im)
     return images
@@ -314,7 +319,7 @@ def train(config: VAEConfig, run_dir) -> int:
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
     chief, task = task_role(strategy)
     names = style_names(config.styles)
-    styles = load_styles(config.styles, config.size)
+    styles = load_styles(config.styles, config.size, config.style_size)
     run = Run(run_dir, config, resume_safe=RESUME_SAFE, chief=chief, task=task)
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed, in any process
     with strategy.scope():
@@ -428,6 +433,9 @@ def _add_train_args(p):
                    help="a style image (repeat for each style); default: the built-in night_swirls and honeycomb")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--size", type=int, default=d.size, help="crop size, a multiple of 32")
+    p.add_argument("--style-size", type=int, default=d.style_size, metavar="PX",
+                   help="resize each style image's shorter side to PX first (0: as is); match the scale at which "
+                        "the stylizer will use the style (its --size) so sampled textures have the right scale")
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)
     p.add_argument("--width", type=int, default=d.width, help="channels of the first conv layer")
     p.add_argument("--recon", choices=("mse", "bce", "perceptual"), default=d.recon)
@@ -474,7 +482,8 @@ def main(argv=None) -> int:
         vae, config = load_vae(args.run_dir)
         if args.command == "encode":
             names = style_names(config.styles)
-            latents = encode_styles(vae, load_styles(config.styles, config.size), names, config, args.crops)
+            latents = encode_styles(vae, load_styles(config.styles, config.size, config.style_size), names, config,
+                                   args.crops)
             print(f"wrote {save_latents(args.run_dir, latents)}")
         elif args.command == "reconstruct":
             bad = 0

@@ -15,7 +15,6 @@ and runs/experiment/results.json. Targets: loss at strengths 0 and 1 <= 1.10x th
 Spearman >= 0.95.
 """
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -92,7 +91,8 @@ def main(argv=None) -> int:
             raise SystemExit(f"{name} failed with exit code {code}")
 
     # 1. VAE and samples
-    vae_cmd = ["train", "--run-dir", str(out / "vae"), "--size", str(args.vae_size), "--latent-dim", "32",
+    vae_cmd = ["train", "--run-dir", str(out / "vae"), "--size", str(args.vae_size), "--style-size", str(args.size),
+               "--latent-dim", "32",
                "--steps", str(args.vae_steps), "--batch-size", "16", "--lr", "1e-3", "--beta", "0.02",
                "--log-every", "250", "--snapshot-every", "500", "--encode-crops", "256"]
     for s in styles:
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
         "mix_channels": ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"],
     }
     for name, extra in runs.items():
-        timed(name, lambda: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
+        timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
     S.set_precision("float32")
 
     # 3. Evaluation on held-out content against the real style images

@@ -12,7 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -51,7 +50,8 @@ def main(argv=None) -> int:
         png = (time.perf_counter() - t0) / bs
         rows.append((bs, bs / per, 1.0 / (per / bs + png)))
     ref = rows[0][1]
-    print(f"decoder {args.size}px, latent {config.latent_dim}, width {config.width}; {tf.config.threading.get_intra_op_parallelism_threads() or 'all'} threads")
+    threads = tf.config.threading.get_intra_op_parallelism_threads() or "all"
+    print(f"decoder {args.size}px, latent {config.latent_dim}, width {config.width}; {threads} threads")
     print("| batch | decoded images/s | with PNG encoding | vs batch 1 |\n|---|---|---|---|")
     for bs, rate, with_png in rows:
         print(f"| {bs} | {rate:.1f} | {with_png:.1f} | {rate / ref:.2f}x |")

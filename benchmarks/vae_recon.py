@@ -41,8 +41,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
 
-    styles = args.style or [str(p) for p in (SHARED / "styles" / "starry_night.jpg", SHARED / "styles" / "the_scream.jpg")
-                            if p.exists()]
+    defaults = (SHARED / "styles" / "starry_night.jpg", SHARED / "styles" / "the_scream.jpg")
+    styles = args.style or [str(p) for p in defaults if p.exists()]
     if args.held_out:
         held = iu.list_images(args.held_out)
     elif SHARED.exists():
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
             iu.save_image(ROOT / "runs" / "bench" / f"vae_recon_{loss}.png",
                           iu.image_grid(list(crops[:8]) + list(recon[:8]), cols=8))
     base = next((r for r in rows if r["recon"] == "mse"), rows[0])
-    print(f"\n| recon | LPIPS (held-out) | pixel MSE | s/step | LPIPS vs mse |\n|---|---|---|---|---|")
+    print("\n| recon | LPIPS (held-out) | pixel MSE | s/step | LPIPS vs mse |\n|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['recon']} | {r['lpips']:.4f} ± {r['lpips_sem']:.4f} | {r['mse']:.4f} | {r['s_per_step']:.3f} | "
               f"{r['lpips'] / base['lpips']:.2f}x |")

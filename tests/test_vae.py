@@ -91,6 +91,18 @@ def test_closed_form_kl():
     assert kl[1] == pytest.approx((log_q - log_p).mean(), rel=0.02)
 
 
+def test_style_size_sets_the_scale_and_small_styles_are_enlarged(tmp_path):
+    iu.save_image(tmp_path / "wide.png", np.random.default_rng(0).random((100, 300, 3)).astype(np.float32))
+    iu.save_image(tmp_path / "tiny.png", np.random.default_rng(1).random((20, 30, 3)).astype(np.float32))
+    wide, = V.load_styles([str(tmp_path / "wide.png")], size=64, style_size=80)
+    assert wide.shape == (80, 240, 3)
+    with pytest.warns(UserWarning, match="tiny.png.*enlarging"):
+        tiny, = V.load_styles([str(tmp_path / "tiny.png")], size=64)
+    assert min(tiny.shape[:2]) == 64
+    builtin, = V.load_styles(["builtin:honeycomb"], size=64, style_size=128)
+    assert builtin.shape == (128, 128, 3)
+
+
 def test_beta_warmup():
     c = V.VAEConfig(beta=2.0, beta_warmup=10)
     assert [V.beta_at(c, s) for s in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
