@@ -47,6 +47,15 @@ class ImageError(ValueError):
 # --------------------------------------------------------------------------------------------------------------------
 # Atomic writes: the one home for "temp file in the same folder, fsync, os.replace".
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_FILE_MODE = 0o666 & ~_current_umask()
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` so that readers only ever see the old file or the complete new one."""
     path = Path(path)
@@ -57,6 +66,7 @@ def atomic_write_bytes(path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, _FILE_MODE)  # mkstemp makes the file private; give it the mode a plain open() would
         os.replace(tmp, path)
     except BaseException:
         try:

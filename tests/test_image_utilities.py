@@ -126,6 +126,9 @@ def test_save_roundtrip_and_atomic_failure(tmp_path, monkeypatch):
     with pytest.raises(OSError):
         iu.save_image(tmp_path / "sub" / "new.jpg", img)
     assert out.read_bytes() == before  # the old file is untouched
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the mode a plain open() gives, not mkstemp's 0600
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.png"]  # no partial or temp file
 
 
