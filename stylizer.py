@@ -461,6 +461,7 @@ def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, la
 
     global_batch = float(config.batch_size)
 
+    @tf.autograph.experimental.do_not_convert  # plain tensor code; AutoGraph's closure check trips on it
     def replica_step(content, weights, target_grams):
         with tf.GradientTape() as tape:
             out = net({"image": content, "weights": weights}, training=True)

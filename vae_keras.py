@@ -229,6 +229,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None):
     variables = vae.encoder.trainable_variables + vae.decoder.trainable_variables
     global_batch = float(config.batch_size)
 
+    @tf.autograph.experimental.do_not_convert  # plain tensor code; AutoGraph's closure check trips on it
     def replica_step(images, eps, beta):
         with tf.GradientTape() as tape:
             post = vae.encoder(images, training=True)
