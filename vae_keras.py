@@ -195,14 +195,21 @@ def load_styles(style_specs, size: int, style_size: int = 0) -> list[np.ndarray]
             im = builtins[name]
         else:
             im = iu.load_image(spec)
-        if style_size:
-            im = iu.resize_short_side(im, style_size)
-        if min(im.shape[:2]) < size:
-            warnings.warn(f"{spec}: {im.shape[1]}x{im.shape[0]} is smaller than the {size} px crop; enlarging it",
-                          stacklevel=2)
-            im = iu.resize_short_side(im, size)
-        images.append(im)
+        images.append(at_training_scale(im, size, style_size, name=spec))
     return images
+
+
+def at_training_scale(image: np.ndarray, size: int, style_size: int = 0, name=None) -> np.ndarray:
+    """An image resized the way training sees its styles: shorter side `style_size` when set, and enlarged when
+    smaller than the `size` crop (with a warning naming it, when `name` is given)."""
+    if style_size:
+        image = iu.resize_short_side(image, style_size)
+    if min(image.shape[:2]) < size:
+        if name is not None:
+            warnings.warn(f"{name}: {image.shape[1]}x{image.shape[0]} is smaller than the {size} px crop; "
+                          "enlarging it", stacklevel=3)
+        image = iu.resize_short_side(image, size)
+    return image
 
 
 def crop_batch(styles, config: VAEConfig, rng: np.random.Generator, batch_size: int):
@@ -490,7 +497,8 @@ def main(argv=None) -> int:
             bad = 0
             for path in args.images:
                 try:
-                    crop = iu.center_crop(iu.resize_short_side(iu.load_image(path), config.size), config.size)
+                    crop = iu.center_crop(at_training_scale(iu.load_image(path), config.size, config.style_size),
+                                          config.size)
                 except iu.ImageError as e:
                     print(f"error: {e}", file=sys.stderr)
                     bad += 1

@@ -17,23 +17,20 @@ import numpy as np
 
 import image_utilities as iu
 from run_dir import RunError
-from vae_keras import interpolate, load_vae
+from vae_keras import at_training_scale, interpolate, load_vae
 
 
 class Interpolator:
     """The state behind the window: two source images, the crop chosen in each, and their encodings."""
 
-    def __init__(self, vae, size: int, image_a, image_b, steps: int, interp: str):
-        self.vae, self.size, self.steps, self.interp = vae, size, steps, interp
-        self.images = [self._fit(image_a), self._fit(image_b)]
+    def __init__(self, vae, config, image_a, image_b, steps: int, interp: str):
+        self.vae, self.size, self.steps, self.interp = vae, config.size, steps, interp
+        self.images = [at_training_scale(im, config.size, config.style_size) for im in (image_a, image_b)]
         self.centers = [(im.shape[0] // 2, im.shape[1] // 2) for im in self.images]
         self.crops = [None, None]
         self.z = [None, None]
         for i in range(2):
             self.set_center(i, *self.centers[i])
-
-    def _fit(self, image):
-        return iu.resize_short_side(image, self.size) if min(image.shape[:2]) < self.size else image
 
     def set_center(self, which: int, row: float, col: float):
         """Crop `size` x `size` around (row, col), kept inside the image, and encode it (posterior mean)."""
@@ -163,7 +160,7 @@ def main(argv=None) -> int:
         a, b = iu.load_image(args.image_a), iu.load_image(args.image_b)
     except (iu.ImageError, RunError) as e:
         return iu.fail(str(e))
-    state = Interpolator(vae, config.size, a, b, args.steps, args.interp)
+    state = Interpolator(vae, config, a, b, args.steps, args.interp)
     if args.save:
         save_strip(state, args.save)
         print(f"wrote {args.save}")

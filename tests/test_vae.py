@@ -174,7 +174,7 @@ def test_gui_window_click_moves_crop_and_slider_redraws(style_files, tmp_path):
     assert V.main(train_args(style_files, run, 2)) == 0
     vae, config = V.load_vae(run)
     big = iu.resize(iu.default_styles(96)["honeycomb"], 160, 200)
-    state = G.Interpolator(vae, config.size, big, iu.load_image(style_files[0]), steps=4, interp="slerp")
+    state = G.Interpolator(vae, config, big, iu.load_image(style_files[0]), steps=4, interp="slerp")
     window = G.build_window(state)
     z_before, center_before = state.z[0].copy(), state.centers[0]
     window.on_click(types.SimpleNamespace(inaxes=window.inputs[0], xdata=5.0, ydata=150.0))
