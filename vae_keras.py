@@ -34,6 +34,10 @@ BUILTIN_PREFIX = "builtin:"
 LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
 PERCEPTUAL_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}  # DFC-VAE uses early and middle layers
 PERCEPTUAL_PIXEL_WEIGHT = 0.1
+# `gram`: texture statistics (Gram matrices, as the stylizer's style loss) dominate, with a light feature and pixel
+# term to keep the layout. A 32-256 number code cannot pin down the random phase of brush strokes, so pixel and
+# feature losses average them into blur; Gram matching lets the decoder draw sharp texture with any phase.
+GRAM_WEIGHTS = {"gram": 10.0, "feature": 0.1, "pixel": 0.1}
 RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
 
 
@@ -154,12 +158,17 @@ def reconstruction_loss(kind: str, logits, target, vgg=None):
     mse = tf.reduce_mean(tf.square(recon - target), axis=[1, 2, 3])
     if kind == "mse":
         return mse * pixels
-    if kind == "perceptual":
-        from perceptual import content_loss
+    if kind in ("perceptual", "gram"):
+        from perceptual import content_loss, gram_matrix, style_loss
         fr, ft = vgg(recon), vgg(target)
         feature = sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
-        return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
-    raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce or perceptual")
+        if kind == "perceptual":
+            return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
+        grams = style_loss({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
+                           {n: gram_matrix(ft[n]) for n in PERCEPTUAL_LAYERS})
+        w = GRAM_WEIGHTS
+        return (w["gram"] * grams + w["feature"] * feature + w["pixel"] * mse) * pixels
+    raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce, perceptual or gram")
 
 
 def beta_at(config: VAEConfig, step: int) -> float:
@@ -335,7 +344,7 @@ def train(config: VAEConfig, run_dir) -> int:
         optimizer = keras.optimizers.Adam(config.lr)  # gradients are clipped in the step (see make_train_step)
         optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
         vgg = None
-        if config.recon == "perceptual":
+        if config.recon in ("perceptual", "gram"):
             from perceptual import vgg_features
             vgg = vgg_features(list(PERCEPTUAL_LAYERS))
     manager, _ = run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
@@ -446,7 +455,8 @@ def _add_train_args(p):
                         "the stylizer will use the style (its --size) so sampled textures have the right scale")
     p.add_argument("--latent-dim", type=int, default=d.latent_dim)
     p.add_argument("--width", type=int, default=d.width, help="channels of the first conv layer")
-    p.add_argument("--recon", choices=("mse", "bce", "perceptual"), default=d.recon)
+    p.add_argument("--recon", choices=("mse", "bce", "perceptual", "gram"), default=d.recon,
+                   help="gram: texture statistics plus a light feature term (sharp texture for the stylizer)")
     p.add_argument("--beta", type=float, default=d.beta)
     p.add_argument("--beta-warmup", type=int, default=d.beta_warmup, metavar="STEPS")
     p.add_argument("--steps", type=int, default=d.steps)

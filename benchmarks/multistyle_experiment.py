@@ -65,6 +65,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vae-size", type=int, default=64)
     ap.add_argument("--vae-steps", type=int, default=1500)
     ap.add_argument("--pairs", type=int, default=24)
+    ap.add_argument("--vae-recons", default="mse,gram", help="VAE reconstruction losses to compare")
     ap.add_argument("--strengths", type=int, default=11)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png")
@@ -90,16 +91,20 @@ def main(argv=None) -> int:
         if code != 0:
             raise SystemExit(f"{name} failed with exit code {code}")
 
-    # 1. VAE and samples
-    vae_cmd = ["train", "--run-dir", str(out / "vae"), "--size", str(args.vae_size), "--style-size", str(args.size),
-               "--latent-dim", "32",
-               "--steps", str(args.vae_steps), "--batch-size", "16", "--lr", "1e-3", "--beta", "0.02",
-               "--log-every", "250", "--snapshot-every", "500", "--encode-crops", "256"]
-    for s in styles:
-        vae_cmd += ["--style", s]
-    timed("vae", lambda: V.main(vae_cmd))
-    timed("sampler", lambda: style_sampler.main(["--vae", str(out / "vae"), "--out", str(out / "samples"),
-                                                 "--pairs", str(args.pairs), "--steps", "9"]))
+    # 1. A VAE and its samples per reconstruction loss (run names: vae, samples for mse; vae_gram, samples_gram ...)
+    recons = args.vae_recons.split(",")
+    suffix = {r: "" if r == "mse" else f"_{r}" for r in recons}
+    for recon in recons:
+        vae_dir, samples_dir = out / f"vae{suffix[recon]}", out / f"samples{suffix[recon]}"
+        vae_cmd = ["train", "--run-dir", str(vae_dir), "--size", str(args.vae_size), "--style-size", str(args.size),
+                   "--latent-dim", "32", "--steps", str(args.vae_steps), "--batch-size", "16", "--lr", "1e-3",
+                   "--beta", "0.02", "--recon", recon, "--log-every", "250", "--snapshot-every", "500",
+                   "--encode-crops", "256"]
+        for s in styles:
+            vae_cmd += ["--style", s]
+        timed(f"vae{suffix[recon]}", lambda cmd=vae_cmd: V.main(cmd))
+        timed(f"sampler{suffix[recon]}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
+            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--steps", "9"]))
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
               str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),
@@ -107,10 +112,12 @@ def main(argv=None) -> int:
     runs = {
         "single_A": ["--style-image", styles[0], "--conditioning", "none"],
         "single_B": ["--style-image", styles[1], "--conditioning", "none"],
-        "vae_channels": ["--styles", str(out / "samples"), "--conditioning", "channels"],
-        "vae_cin": ["--styles", str(out / "samples"), "--conditioning", "cin"],
         "mix_channels": ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"],
     }
+    for recon in recons:
+        for cond in ("channels", "cin"):
+            runs[f"vae{suffix[recon]}_{cond}"] = ["--styles", str(out / f"samples{suffix[recon]}"),
+                                                  "--conditioning", cond]
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
     S.set_precision("float32")
@@ -122,14 +129,15 @@ def main(argv=None) -> int:
     targets = S.style_image_grams(styles, args.size, vgg, layers)
     images = np.stack(held_out_content(args.size, args.held_out))
     nets = {name: S.load_stylizer(out / name) for name in runs}
-    config = nets["vae_channels"][1]
+    config = nets["mix_channels"][1]
     single = {0: losses_against(nets["single_A"][0], images, np.ones(1, np.float32), targets[0], config, vgg,
                                 layers)[0],
               1: losses_against(nets["single_B"][0], images, np.ones(1, np.float32), targets[1], config, vgg,
                                 layers)[0]}
     ts = np.linspace(0.0, 1.0, args.strengths)
     results, sweeps = {"single_A_loss": single[0], "single_B_loss": single[1]}, {}
-    for name in ("vae_channels", "vae_cin", "mix_channels"):
+    multi = [name for name in runs if not name.startswith("single")]
+    for name in multi:
         net = nets[name][0]
         row, style_to_a, frames = {}, [], []
         for t in ts:

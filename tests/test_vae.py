@@ -76,6 +76,20 @@ def test_mse_and_perceptual_recon_are_zero_for_perfect_reconstruction():
     assert V.reconstruction_loss("perceptual", logits, noisy, vgg).numpy()[0] > 1.0
 
 
+def test_gram_recon_rewards_texture_statistics_not_phase():
+    from perceptual import vgg_features
+    vgg = vgg_features(list(V.PERCEPTUAL_LAYERS))
+    x = np.clip(iu.default_styles(64)["night_swirls"][None], 0.01, 0.99).astype(np.float32)
+    logit = lambda im: np.log(im / (1 - im))  # noqa: E731
+    shifted = np.roll(x, 13, axis=2)  # the same texture, another phase
+    other = np.clip(iu.default_styles(64)["honeycomb"][None], 0.01, 0.99).astype(np.float32)
+    same = V.reconstruction_loss("gram", logit(x), x, vgg).numpy()[0]
+    moved = V.reconstruction_loss("gram", logit(shifted), x, vgg).numpy()[0]
+    different = V.reconstruction_loss("gram", logit(other), x, vgg).numpy()[0]
+    assert same == pytest.approx(0, abs=1e-2)
+    assert moved < 0.2 * different
+
+
 def test_closed_form_kl():
     mean = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
     logvar = np.array([[0.0, 0.0], [np.log(0.5), np.log(2.0)]], np.float32)
