@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.requirements.installed
 DEMO   := runs/demo
 RES    := res
 # Demo budgets: a few CPU minutes per stage on 2 cores. Override e.g. `make demo VAE_STEPS=5000`.
-VAE_STEPS ?= 1500
+VAE_STEPS ?= 1000
 PAIRS     ?= 24
 STY_STEPS ?= 300
 
@@ -48,7 +48,7 @@ demo: weights
 	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
 	$(PY) vae_keras.py train --run-dir $(DEMO)/vae --style $(RES)/styles/night_swirls.png \
 		--style $(RES)/styles/honeycomb.png --size 64 --style-size 128 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
-		--lr 1e-3 --beta 0.02 --log-every 100 --snapshot-every 100 --encode-crops 256
+		--lr 1e-3 --beta 0.02 --recon gram --log-every 100 --snapshot-every 100 --encode-crops 256
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
