@@ -40,13 +40,8 @@ def assert_close_weights(a, b, lr, steps):
 @pytest.fixture(scope="module")
 def styles(tmp_path_factory):
     d = tmp_path_factory.mktemp("dstyles")
-    paths = []
-    for name, im in iu.default_styles(80).items():
-        iu.save_image(d / f"{name}.png", im)
-        paths.append(str(d / f"{name}.png"))
-    for name, im in iu.default_content(48).items():
-        iu.save_image(d / "content" / f"{name}.png", im)
-    return paths, d / "content"
+    written = iu.write_defaults(d, 64)
+    return [str(p) for p in written["styles"]], d / "content"
 
 
 def vae_args(run, styles, *extra):

@@ -15,12 +15,8 @@ from conftest import gradient_image
 def trained(tmp_path_factory):
     """A small two-style run (direct Gram mixing of two built-in styles) trained a few dozen steps."""
     d = tmp_path_factory.mktemp("prod")
-    styles = []
-    for name, im in iu.default_styles(64).items():
-        iu.save_image(d / f"{name}.png", im)
-        styles += ["--style-image", str(d / f"{name}.png")]
-    for name, im in iu.default_content(64).items():
-        iu.save_image(d / "content" / f"{name}.png", im)
+    written = iu.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
+    styles = [arg for p in written["styles"] for arg in ("--style-image", str(p))]
     run = d / "run"
     assert S.main(["train", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
                    "--steps", "30", "--batch-size", "2", "--lr", "2e-3", "--log-every", "30"]) == 0

@@ -27,10 +27,7 @@ def content_dir(tmp_path_factory):
 def samples(tmp_path_factory):
     """A 4-step 64 px VAE and a 3x5 sample folder from it."""
     d = tmp_path_factory.mktemp("pipeline")
-    args = []
-    for name, im in iu.default_styles(96).items():
-        iu.save_image(d / f"{name}.png", im)
-        args += ["--style", str(d / f"{name}.png")]
+    args = [arg for p in iu.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
     assert V.main(["train", "--run-dir", str(d / "vae"), "--size", "64", "--latent-dim", "16", "--width", "8",
                    "--steps", "4", "--batch-size", "2", "--encode-crops", "4", *args]) == 0
     assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--steps", "5"]) == 0
