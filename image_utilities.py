@@ -322,10 +322,13 @@ def image_grid(images, cols: int | None = None, pad: int = 2, background: float 
     return grid
 
 
-def contact_sheet(images, captions, cols: int | None = None, thumb: int = 128) -> np.ndarray:
-    """A grid of square-ish thumbnails with captions, for looking at a folder."""
-    thumbs = [resize(im, thumb, max(1, round(thumb * im.shape[1] / im.shape[0]))) for im in images]
-    thumbs = [center_crop(t, thumb) if t.shape[1] >= thumb else resize(t, thumb, thumb) for t in thumbs]
+def thumbnail(image: np.ndarray, size: int) -> np.ndarray:
+    """A square thumbnail: the shorter side scaled to `size`, then the middle (no squashing)."""
+    return center_crop(resize_short_side(image, size), size)
+
+
+def contact_sheet(thumbs, captions, cols: int | None = None) -> np.ndarray:
+    """A grid of thumbnails with captions, for looking at a folder."""
     return image_grid(thumbs, cols=cols, captions=captions)
 
 
@@ -411,7 +414,7 @@ def inspect(folder, sheet=None, thumb: int = 96, duplicate_bits: int = 3) -> dic
         total_sq += (flat ** 2).sum(0)
         n_pixels += flat.shape[0]
         hashes.append((rel, _average_hash(im)))
-        thumbs[rel] = resize(im, thumb, thumb) if sheet else None
+        thumbs[rel] = thumbnail(im, thumb) if sheet else None
     mean = total / max(n_pixels, 1)
     std = np.sqrt(np.maximum(total_sq / max(n_pixels, 1) - mean ** 2, 0.0))
     duplicates = [[a, b] for i, (a, ha) in enumerate(hashes) for b, hb in hashes[i + 1:]
@@ -472,7 +475,7 @@ def _write_sheet(sheet, readable, thumbs, entries):
         grid = image_grid(images, cols=len(ts), captions=captions)
     else:
         shown = readable[:256]
-        grid = image_grid([thumbs[r] for r in shown], captions=[Path(r).name[:24] for r in shown])
+        grid = contact_sheet([thumbs[r] for r in shown], [Path(r).name[:24] for r in shown])
     save_image(sheet, grid)
 
 

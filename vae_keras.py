@@ -347,7 +347,7 @@ def train(config: VAEConfig, run_dir) -> int:
         if config.recon in ("perceptual", "gram"):
             from perceptual import vgg_features
             vgg = vgg_features(list(PERCEPTUAL_LAYERS))
-    manager, _ = run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
+    run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
     start = run.restore()
     train_step = make_train_step(vae, optimizer, config, strategy, vgg)
     snap_crops, snap_z = fixed_snapshot_inputs(styles, config)

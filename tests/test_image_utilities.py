@@ -199,6 +199,9 @@ def test_inspect_statistics_and_duplicates(tmp_path):
     assert r["sizes"] == {"32x32": 2, "8x16": 1}
     flat_only = iu.inspect(tmp_path, sheet=None)
     assert 0 < flat_only["channel_mean"][0] < 1
+    # thumbnails keep the aspect: a 8x16 image becomes its middle square, not a squashed one
+    thumb = iu.thumbnail(np.concatenate([np.zeros((4, 8, 3)), np.ones((8, 8, 3)), np.zeros((4, 8, 3))]), 8)
+    np.testing.assert_allclose(thumb, 1.0, atol=1e-6)
 
 
 def test_inspect_errors_exit_2(tmp_path, capsys):
