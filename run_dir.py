@@ -58,6 +58,34 @@ def add_run_args(parser, defaults: RunControl):
                         help="split the CPU into N logical devices (try mirrored without GPUs)")
 
 
+def read_config(run_dir, cls, kind: str):
+    """The `cls` config saved in RUN/config.json (lists back to tuples); RunError naming the file otherwise."""
+    path = Path(run_dir) / "config.json"
+    if not path.exists():
+        raise RunError(f"{run_dir}: not a {kind} run folder (no config.json)")
+    try:
+        raw = json.loads(path.read_text())
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields})
+    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        raise RunError(f"{path}: unreadable config ({e})") from None
+
+
+def restore_latest(run_dir, **trackables):
+    """Restore the newest checkpoint of a run folder into `trackables` (inference: optimizer state is ignored)."""
+    import tensorflow as tf
+
+    run_dir = Path(run_dir)
+    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
+    if latest is None:
+        raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train it first")
+    try:
+        tf.train.Checkpoint(**trackables).restore(latest).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+        raise RunError(f"{latest}: checkpoint does not match {run_dir / 'config.json'} "
+                       f"({str(e).splitlines()[0][:200]})") from None
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # Distribution: TensorFlow's own engine (tf.distribute)
 

@@ -33,15 +33,14 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
-                     per_replica, task_role)
+from run_dir import (Run, RunControl, RunError, add_run_args, config_from_args, make_strategy, per_replica,
+                     read_config, restore_latest, task_role)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 CONDITIONINGS = ("channels", "balance", "cin", "none")
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-RESUME_SAFE = RUNTIME_KEYS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -518,7 +517,7 @@ def train(config: StylizerConfig, run_dir) -> int:
     chief, task = task_role(strategy)
     set_precision(config.precision)
     layers = list(STYLE_LAYERS)
-    run = Run(run_dir, config, resume_safe=RESUME_SAFE, chief=chief, task=task)
+    run = Run(run_dir, config, chief=chief, task=task)
     with strategy.scope():
         vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="loss_vgg")
         content_vgg = vgg_features([config.content_layer], name="content_vgg")
@@ -567,25 +566,14 @@ def train(config: StylizerConfig, run_dir) -> int:
 
 def load_stylizer(run_dir):
     """(net, config, style names) of a trained run folder; RunError with a one-line reason otherwise."""
-    import tensorflow as tf
-
-    run_dir = Path(run_dir)
-    cfg_path, styles_path = run_dir / "config.json", run_dir / "styles.json"
-    if not cfg_path.exists() or not styles_path.exists():
-        raise RunError(f"{run_dir}: not a stylizer run folder (no config.json/styles.json)")
-    raw = json.loads(cfg_path.read_text())
-    fields = {f.name for f in dataclasses.fields(StylizerConfig)}
-    config = StylizerConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields})
+    config = read_config(run_dir, StylizerConfig, "stylizer")
+    styles_path = Path(run_dir) / "styles.json"
+    if not styles_path.exists():
+        raise RunError(f"{run_dir}: not a stylizer run folder (no styles.json)")
     names = json.loads(styles_path.read_text())["style_names"]
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
-        raise RunError(f"{run_dir}: no checkpoint; train it first")
     set_precision("float32")  # inference in float32 whatever the training precision
     net = build_stylizer(len(names), config.conditioning)
-    try:
-        tf.train.Checkpoint(net=net).restore(latest).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise RunError(f"{latest}: checkpoint does not match {cfg_path} ({str(e).splitlines()[0][:200]})") from None
+    restore_latest(run_dir, net=net)
     return net, config, names
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import sys
 import warnings
@@ -28,7 +27,7 @@ import numpy as np
 
 import image_utilities as iu
 from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
-                     per_replica, task_role)
+                     per_replica, read_config, restore_latest, task_role)
 
 BUILTIN_PREFIX = "builtin:"
 LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
@@ -400,27 +399,9 @@ def interpolate(z_a, z_b, ts, kind: str = "linear") -> np.ndarray:
 
 def load_vae(run_dir) -> tuple[VAE, VAEConfig]:
     """The trained VAE of a run folder. Raises RunError with a one-line reason when the folder is not usable."""
-    import tensorflow as tf
-
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.exists():
-        raise RunError(f"{run_dir}: not a VAE run folder (no config.json)")
-    try:
-        raw = json.loads(cfg_path.read_text())
-        fields = {f.name for f in dataclasses.fields(VAEConfig)}
-        config = VAEConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields})
-    except (json.JSONDecodeError, TypeError) as e:
-        raise RunError(f"{cfg_path}: unreadable config ({e})") from None
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
-        raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train it first")
+    config = read_config(run_dir, VAEConfig, "VAE")
     vae = VAE(config)
-    ckpt = tf.train.Checkpoint(encoder=vae.encoder, decoder=vae.decoder)
-    try:
-        ckpt.restore(latest).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise RunError(f"{latest}: checkpoint does not match {cfg_path} ({str(e).splitlines()[0][:200]})") from None
+    restore_latest(run_dir, encoder=vae.encoder, decoder=vae.decoder)
     return vae, config
 
 

@@ -201,3 +201,11 @@ def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert "nocontent" in capsys.readouterr().err
     assert S.main(train_args(tmp_path, tmp_path, tmp_path / "r3", 2)) == 2
     assert "manifest" in capsys.readouterr().err
+
+
+def test_broken_run_folder_is_a_one_line_error(samples, content_dir, tmp_path, capsys):
+    run = tmp_path / "r"
+    assert S.main(train_args(samples, content_dir, run, 1)) == 0
+    (run / "config.json").write_text("{not json")
+    assert S.main(["stylize", "--run-dir", str(run), str(tmp_path), "--out", str(tmp_path / "o")]) == 2
+    assert "config.json: unreadable config" in capsys.readouterr().err
