@@ -74,6 +74,13 @@ def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[i
     return a, b, z_a, z_b
 
 
+def pair_noise(config: SamplerConfig, p: int, size: int, channels: int) -> np.ndarray:
+    """The decoder noise of pair `p` (for VAEs trained with --noise-channels), from a generator of (seed, p, 1)."""
+    from vae_model import decoder_noise
+
+    return decoder_noise(np.random.default_rng([config.seed, p, 1]), 1, size, channels)
+
+
 def file_name(p: int, t: float) -> str:
     return f"pair_{p:05d}_t{t:.3f}.png"
 
@@ -204,7 +211,11 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
     for blk, missing in todo:
         z = np.concatenate([interpolate(*pair_latents(latents, config, p, pairs)[2:], ts, config.interp)
                             for p in blk])
-        images = vae.decode(z)  # the whole block, always: the same batch gives the same bytes
+        noise = None
+        if vae.noise_channels:  # one arrangement per pair, the same at every t: only the style moves along it
+            noise = np.concatenate([np.repeat(pair_noise(config, p, vae_config.size, vae.noise_channels),
+                                              len(ts), 0) for p in blk])
+        images = vae.decode(z, noise)  # the whole block, always: the same batch gives the same bytes
         new_entries = []
         for p, t in missing:
             i = blk.index(p) * config.steps + int(np.flatnonzero(ts == t)[0])

@@ -1,16 +1,22 @@
 """A convolutional VAE over random crops of style images: the source of the continuum of styles.
 
     python vae_keras.py train --style starry.jpg --style honeycomb.png --run-dir runs/vae [--size 224] [--steps N]
+                              [--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 1]
     python vae_keras.py encode --run-dir runs/vae [--crops 512]        # (re)write latents.npz
     python vae_keras.py reconstruct --run-dir runs/vae a.jpg b.jpg --out recon/
     python vae_keras.py sample --run-dir runs/vae --n 16 --out samples.png
 
-Model: stride-2 conv encoder to the mean and (clamped) log-variance of z; decoder from z through a small dense seed
-map and nearest-upsample conv blocks to size x size x 3 logits. There is no final fully connected layer (the original
-design: it is what made 224 px fit in GPU memory). Reconstruction loss: `mse` on sigmoid(logits), `bce` = sigmoid
-cross-entropy computed from the logits (the original project passed sigmoid outputs to a from-logits loss, which is
-what made its images strange), or `perceptual` = DFC-VAE (Hou et al. 2017, arXiv 1610.00291) VGG feature loss plus
-a small pixel term. KL term weighted by beta with a linear warm-up.
+This file: the run's config, the crops it trains on, the training step and loop, the per-style latent Gaussians
+(latents.npz) and the CLI. The networks and losses live in vae_model.py. Reconstruction loss: `mse` on
+sigmoid(logits), `bce` = sigmoid cross-entropy computed from the logits (the original project passed sigmoid outputs
+to a from-logits loss, which is what made its images strange), `perceptual` = DFC-VAE (Hou et al. 2017,
+arXiv 1610.00291) VGG feature loss plus a small pixel term, or `gram` (texture statistics). KL term weighted by beta
+with a linear warm-up (Bowman et al. 2016, arXiv 1511.06349).
+
+The continuum (issue 12): `--noise-channels` gives the decoder a noise image that decides where strokes fall, so
+samples of one style differ; `--path-weight` decodes points between two crops' codes and asks for the mix of their
+Grams (Texture Mixer); `--endpoint-weight` keeps each style's mean Gram on the painting's; `--diversity-weight` asks
+two decodes to differ at least as much as the real crops they came from. Each needs `--recon gram` or `perceptual`.
 
 Training a 224 px VAE takes hours on a CPU; `--size 64 --steps 300` (a few minutes) shows the mechanics.
 """
@@ -28,16 +34,12 @@ import numpy as np
 import image_utilities as iu
 from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
                      per_replica, read_config, restore_latest, task_role)
+from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
+                       endpoint_loss, interpolate, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
-LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
-PERCEPTUAL_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}  # DFC-VAE uses early and middle layers
-PERCEPTUAL_PIXEL_WEIGHT = 0.1
-# `gram`: texture statistics (Gram matrices, as the stylizer's style loss) dominate, with a light feature and pixel
-# term to keep the layout. A 32-256 number code cannot pin down the random phase of brush strokes, so pixel and
-# feature losses average them into blur; Gram matching lets the decoder draw sharp texture with any phase.
-GRAM_WEIGHTS = {"gram": 10.0, "feature": 0.1, "pixel": 0.1}
 RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
+STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,118 +59,23 @@ class VAEConfig(RunControl):
     crop_scale: tuple = (0.7, 1.5)
     style_size: int = 0
     encode_crops: int = 512
+    noise_channels: int = 0
+    path_weight: float = 0.0
+    endpoint_weight: float = 0.0
+    diversity_weight: float = 0.0
+
+    @property
+    def continuum(self) -> bool:
+        return bool(self.path_weight or self.endpoint_weight or self.diversity_weight)
+
+    def vgg_layers(self) -> list[str]:
+        if self.recon not in ("perceptual", "gram"):
+            return []
+        return sorted(set(PERCEPTUAL_LAYERS) | (set(TEXTURE_LAYERS) if self.continuum else set()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Model
-
-def _downsamples(size: int) -> int:
-    if size % 32 or size < 32:
-        raise ValueError(f"--size must be a positive multiple of 32, got {size}")
-    return 5
-
-
-def build_encoder(size: int, latent_dim: int, width: int = 32):
-    import keras
-    from keras import layers
-
-    x_in = keras.Input((size, size, 3), name="image")
-    x = x_in * 2.0 - 1.0
-    for i, ch in enumerate([width, width * 2, width * 4, width * 8, width * 8][:_downsamples(size)]):
-        x = layers.Conv2D(ch, 4, strides=2, padding="same", name=f"down{i}")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_bn")(x))
-        x = layers.Conv2D(ch, 3, padding="same", name=f"down{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_refine_bn")(x))
-    x = layers.Flatten()(x)
-    mean = layers.Dense(latent_dim, name="z_mean")(x)
-    logvar = layers.Dense(latent_dim, name="z_logvar")(x)
-    logvar = keras.ops.clip(logvar, *LOGVAR_RANGE)
-    return keras.Model(x_in, {"mean": mean, "logvar": logvar}, name="encoder")
-
-
-def build_decoder(size: int, latent_dim: int, width: int = 32):
-    """z -> logits [size, size, 3]. A dense layer makes only the small seed map; everything after is convolutional."""
-    import keras
-    from keras import layers
-
-    seed = size // 32
-    z = keras.Input((latent_dim,), name="z")
-    x = layers.Dense(seed * seed * width * 8, name="seed_map")(z)
-    x = layers.Reshape((seed, seed, width * 8))(x)
-    x = layers.LeakyReLU(0.2)(x)
-    for i, ch in enumerate([width * 8, width * 4, width * 2, width, width]):
-        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
-        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_bn")(x))
-        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x)
-        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_refine_bn")(x))
-    logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
-    return keras.Model(z, logits, name="decoder")
-
-
-class VAE:
-    """Encoder + decoder built from a config, with the few operations every module needs."""
-
-    def __init__(self, config: VAEConfig):
-        self.config = config
-        self.encoder = build_encoder(config.size, config.latent_dim, config.width)
-        self.decoder = build_decoder(config.size, config.latent_dim, config.width)
-
-    def encode(self, images):
-        """Posterior mean and log-variance for a batch of size x size crops in [0,1]."""
-        out = self.encoder(np.asarray(images, np.float32), training=False)
-        return out["mean"].numpy(), out["logvar"].numpy()
-
-    def decode(self, z):
-        """Images in [0,1] for a batch of latents."""
-        import tensorflow as tf
-
-        return tf.sigmoid(self.decoder(np.asarray(z, np.float32), training=False)).numpy()
-
-    def reconstruct(self, images):
-        return self.decode(self.encode(images)[0])
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Losses: per-example values, summed over pixels (or latent dimensions) so that beta keeps its ELBO meaning.
-
-def kl_divergence(mean, logvar):
-    """KL(N(mean, exp(logvar)) || N(0, I)) in closed form, per example: [B]."""
-    import tensorflow as tf
-
-    return 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)
-
-
-def bce_from_logits(logits, target):
-    """Sigmoid cross-entropy computed from logits (numerically stable), summed over pixels: [B]."""
-    import tensorflow as tf
-
-    per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
-    return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
-
-
-def reconstruction_loss(kind: str, logits, target, vgg=None):
-    import tensorflow as tf
-
-    pixels = tf.cast(tf.reduce_prod(tf.shape(target)[1:]), tf.float32)
-    if kind == "bce":
-        return bce_from_logits(logits, target)
-    recon = tf.sigmoid(logits)
-    mse = tf.reduce_mean(tf.square(recon - target), axis=[1, 2, 3])
-    if kind == "mse":
-        return mse * pixels
-    if kind in ("perceptual", "gram"):
-        from perceptual import content_loss, gram_matrix, style_loss
-        fr, ft = vgg(recon), vgg(target)
-        feature = sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
-        if kind == "perceptual":
-            return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
-        grams = style_loss({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
-                           {n: gram_matrix(ft[n]) for n in PERCEPTUAL_LAYERS})
-        w = GRAM_WEIGHTS
-        return (w["gram"] * grams + w["feature"] * feature + w["pixel"] * mse) * pixels
-    raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce, perceptual or gram")
-
+# Schedules
 
 def beta_at(config: VAEConfig, step: int) -> float:
     if config.beta_warmup <= 0:
@@ -236,59 +143,113 @@ def batch_rng(seed: int, step: int) -> np.random.Generator:
 # --------------------------------------------------------------------------------------------------------------------
 # Training
 
-def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None):
+def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, style_grams=None):
     """One compiled step over the global batch, split across the strategy's replicas. Each replica's loss is its
-    share of the global-batch mean; Keras sums the replicas' gradients."""
+    share of the global-batch mean; Keras sums the replicas' gradients. The continuum terms pair the examples
+    (2k, 2k+1) of each replica's share: with --path-weight the decoder also decodes one point between each pair's
+    codes (at its own t), under the noise of the pair's first crop."""
     import tensorflow as tf
 
     variables = vae.encoder.trainable_variables + vae.decoder.trainable_variables
-    global_batch = float(config.batch_size)
+    global_batch, global_pairs = float(config.batch_size), float(config.batch_size // 2)
+    replicas = strategy.num_replicas_in_sync
+    style_grams = {n: tf.constant(g) for n, g in (style_grams or {}).items()}
+
+    def decode(z, noise):
+        return vae.decoder([z, noise] if config.noise_channels else z, training=True)
 
     @tf.autograph.experimental.do_not_convert  # plain tensor code; AutoGraph's closure check trips on it
-    def replica_step(images, eps, beta):
+    def replica_step(images, labels, eps, noise, t, beta):
+        n = tf.shape(images)[0]
         with tf.GradientTape() as tape:
             post = vae.encoder(images, training=True)
             z = post["mean"] + tf.exp(0.5 * post["logvar"]) * eps
-            logits = vae.decoder(z, training=True)
-            recon = tf.reduce_sum(reconstruction_loss(config.recon, logits, images, vgg)) / global_batch
+            if config.path_weight:
+                mid = (1.0 - t[:, None]) * z[0::2] + t[:, None] * z[1::2]
+                logits_all = decode(tf.concat([z, mid], 0), tf.concat([noise, noise[0::2]], 0))
+            else:
+                logits_all = decode(z, noise)
+            logits, features = logits_all[:n], None
+            terms = {}
+            if vgg is not None:
+                fake, real = vgg(tf.sigmoid(logits_all)), vgg(images)
+                features = ({k: v[:n] for k, v in fake.items()}, real)
+            recon = tf.reduce_sum(reconstruction_loss(config.recon, logits, images, vgg, features)) / global_batch
             kl = tf.reduce_sum(kl_divergence(post["mean"], post["logvar"])) / global_batch
-            loss = recon + beta * kl
+            if config.continuum:
+                pixels = float(config.size * config.size * 3)
+                grams_fake, grams_real = texture_grams(fake), texture_grams(real)
+                if config.path_weight:
+                    grams_mid = {k: v[n:] for k, v in grams_fake.items()}
+                    a = {k: v[0::2] for k, v in grams_real.items()}
+                    b = {k: v[1::2] for k, v in grams_real.items()}
+                    terms["path"] = tf.reduce_sum(path_loss(grams_mid, a, b, t, pixels)) / global_pairs
+                if config.endpoint_weight:
+                    own = {k: v[:n] for k, v in grams_fake.items()}
+                    terms["endpoint"] = endpoint_loss(own, labels, style_grams, pixels) / replicas
+                if config.diversity_weight:
+                    terms["diversity"] = tf.reduce_sum(diversity_loss(features[0], real, pixels)) / global_pairs
+            weights = {"path": config.path_weight, "endpoint": config.endpoint_weight,
+                       "diversity": config.diversity_weight}
+            loss = recon + beta * kl + sum(weights[k] * v for k, v in terms.items())
         grads = tape.gradient(loss, variables)
         # Clip the global-batch gradient, not each replica's share (Keras's global_clipnorm would clip the shares):
         # sum across replicas, clip, divide by the replica count so that the optimizer's own sum restores it.
-        replicas = strategy.num_replicas_in_sync
         grads = tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, grads)
         grads, _ = tf.clip_by_global_norm(grads, config.clip_norm)
         optimizer.apply_gradients(zip([g / replicas for g in grads], variables))
-        return {"loss": loss, "recon": recon, "kl": kl}
+        return {"loss": loss, "recon": recon, "kl": kl, **terms}
 
     @tf.function
-    def train_step(images, eps, beta):
-        per = strategy.run(replica_step, args=(images, eps, beta))
+    def train_step(images, labels, eps, noise, t, beta):
+        per = strategy.run(replica_step, args=(images, labels, eps, noise, t, beta))
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
 
     return train_step
 
 
-def step_noise(config: VAEConfig, step: int) -> np.ndarray:
-    """The reparameterisation noise of a step for the whole global batch, a function of (seed, step) alone."""
+def step_noise(config: VAEConfig, step: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reparameterisation noise of a step for the whole global batch and the decoder's noise images (a dummy
+    [B, 1] when the decoder has none), functions of (seed, step) alone."""
     import tensorflow as tf
 
-    return tf.random.stateless_normal([config.batch_size, config.latent_dim], seed=[config.seed, step]).numpy()
+    eps = tf.random.stateless_normal([config.batch_size, config.latent_dim], seed=[config.seed, step]).numpy()
+    if not config.noise_channels:
+        return eps, np.zeros((config.batch_size, 1), np.float32)
+    shape = [config.batch_size, config.size, config.size, config.noise_channels]
+    return eps, tf.random.stateless_normal(shape, seed=[config.seed + 104729, step]).numpy()
+
+
+def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CROPS) -> dict:
+    """Each style's mean Gram over `crops` real crops at TEXTURE_LAYERS: {layer: [S, C, C]}."""
+    rng = np.random.default_rng([config.seed, 31337])
+    out = {n: [] for n in TEXTURE_LAYERS}
+    for style in styles:
+        sums = {n: 0.0 for n in TEXTURE_LAYERS}
+        for start in range(0, crops, 32):
+            batch = np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True,
+                                             rotate90=True) for _ in range(min(32, crops - start))])
+            grams = texture_grams(vgg(batch))
+            for n in TEXTURE_LAYERS:
+                sums[n] = sums[n] + grams[n].numpy().sum(0)
+        for n in TEXTURE_LAYERS:
+            out[n].append(sums[n] / crops)
+    return {n: np.stack(v).astype(np.float32) for n, v in out.items()}
 
 
 def fixed_snapshot_inputs(styles, config: VAEConfig, n_per_style: int = 2):
-    """Crops and latents that stay the same for the whole run, so snapshots form a meaningful animation."""
+    """Crops, latents and decoder noise that stay the same for the whole run, so snapshots form an animation."""
     rng = np.random.default_rng([config.seed, 987654321])
     crops = [iu.random_crop(s, config.size, rng, scale=(1.0, 1.0), flip=False) for s in styles
              for _ in range(n_per_style)]
     z = rng.standard_normal((max(4, len(crops)), config.latent_dim)).astype(np.float32)
-    return np.stack(crops), z
+    noise = decoder_noise(rng, len(z), config.size, config.noise_channels) if config.noise_channels else None
+    return np.stack(crops), z, noise
 
 
-def write_snapshots(run: Run, vae: VAE, step: int, crops, z, names):
+def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
     recon = vae.reconstruct(crops)
-    decoded = vae.decode(z)
+    decoded = vae.decode(z, noise)
     cols = max(len(crops), len(decoded))
     blank = np.ones_like(crops[0])
     rows = [list(crops) + [blank] * (cols - len(crops)), list(recon) + [blank] * (cols - len(recon)),
@@ -343,26 +304,32 @@ def train(config: VAEConfig, run_dir) -> int:
         optimizer = keras.optimizers.Adam(config.lr)  # gradients are clipped in the step (see make_train_step)
         optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
         vgg = None
-        if config.recon in ("perceptual", "gram"):
+        if config.vgg_layers():
             from perceptual import vgg_features
-            vgg = vgg_features(list(PERCEPTUAL_LAYERS))
+            vgg = vgg_features(config.vgg_layers())
+    style_grams = mean_style_grams(styles, config, vgg) if config.endpoint_weight else None
     run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
     start = run.restore()
-    train_step = make_train_step(vae, optimizer, config, strategy, vgg)
-    snap_crops, snap_z = fixed_snapshot_inputs(styles, config)
+    train_step = make_train_step(vae, optimizer, config, strategy, vgg, style_grams)
+    snap_crops, snap_z, snap_noise = fixed_snapshot_inputs(styles, config)
     if start:
         print(f"resuming {run.path} from step {start}", flush=True)
     if start >= config.steps:
         print(f"{run.path} is already at step {start} (asked for {config.steps}); nothing to train")
 
     def step_fn(step):
-        images, _ = crop_batch(styles, config, batch_rng(config.seed, step), config.batch_size)
-        dist_images, dist_eps = per_replica(strategy, config.batch_size, images, step_noise(config, step))
+        rng = batch_rng(config.seed, step)
+        images, labels = crop_batch(styles, config, rng, config.batch_size)
+        # Drawn after the crops, and only when used, so runs without path supervision keep their old stream.
+        t = rng.uniform(0.0, 1.0, config.batch_size // 2) if config.path_weight else np.zeros(config.batch_size // 2)
+        eps, noise = step_noise(config, step)
+        dist = per_replica(strategy, config.batch_size, images, labels.astype(np.int32), eps, noise)
+        dist_t = per_replica(strategy, config.batch_size // 2, t.astype(np.float32))[0]
         beta = beta_at(config, step)
-        return {**train_step(dist_images, dist_eps, tf.constant(beta, tf.float32)), "beta": beta}
+        return {**train_step(*dist, dist_t, tf.constant(beta, tf.float32)), "beta": beta}
 
     status = run.train_loop(start, config.steps, config, step_fn,
-                            lambda step: write_snapshots(run, vae, step, snap_crops, snap_z, names))
+                            lambda step: write_snapshots(run, vae, step, snap_crops, snap_z, snap_noise, names))
     if status != "done":
         return 1 if status == "nan" else 0
     if chief and (config.steps > start or not (run.path / "latents.npz").exists()):
@@ -370,28 +337,6 @@ def train(config: VAEConfig, run_dir) -> int:
         save_latents(run.path, latents)
         print(f"wrote {run.path / 'latents.npz'} ({len(names)} styles x {config.latent_dim} dims)", flush=True)
     return 0
-
-
-def interpolate(z_a, z_b, ts, kind: str = "linear") -> np.ndarray:
-    """Points along the path from z_a to z_b at fractions `ts` (t=0 gives z_a and t=1 gives z_b exactly).
-    `slerp` follows the great circle (White 2016, arXiv 1609.04468), keeping the norm typical of Gaussian samples;
-    it falls back to a straight line when the two are almost parallel."""
-    z_a, z_b = np.asarray(z_a, np.float64), np.asarray(z_b, np.float64)
-    ts = np.asarray(ts, np.float64)[:, None]
-    if kind == "linear":
-        out = (1.0 - ts) * z_a + ts * z_b
-    elif kind == "slerp":
-        cos = np.dot(z_a, z_b) / (np.linalg.norm(z_a) * np.linalg.norm(z_b) + 1e-12)
-        omega = np.arccos(np.clip(cos, -1.0, 1.0))
-        if np.sin(omega) < 1e-6:
-            out = (1.0 - ts) * z_a + ts * z_b
-        else:
-            out = (np.sin((1.0 - ts) * omega) * z_a + np.sin(ts * omega) * z_b) / np.sin(omega)
-    else:
-        raise ValueError(f"unknown interpolation '{kind}': use linear or slerp")
-    out[ts[:, 0] == 0.0] = z_a
-    out[ts[:, 0] == 1.0] = z_b
-    return out.astype(np.float32)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -448,6 +393,14 @@ def _add_train_args(p):
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--encode-crops", type=int, default=d.encode_crops,
                    help="random crops per style encoded into latents.npz at the end")
+    p.add_argument("--noise-channels", type=int, default=d.noise_channels,
+                   help="channels of the noise image the decoder takes (where strokes fall); 0: none")
+    p.add_argument("--path-weight", type=float, default=d.path_weight,
+                   help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
+    p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
+                   help="match each style's mean decoded Gram to its mean over many real crops")
+    p.add_argument("--diversity-weight", type=float, default=d.diversity_weight,
+                   help="two decodes should differ at least as much as the real crops they came from")
     add_run_args(p, d)
 
 
@@ -474,7 +427,11 @@ def main(argv=None) -> int:
         if args.command == "train":
             if args.steps < 1 or args.batch_size < 1:
                 return iu.fail("--steps and --batch-size must be at least 1")
-            _downsamples(args.size)
+            check_size(args.size)
+            if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
+                return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
+            if (args.path_weight or args.endpoint_weight or args.diversity_weight) and args.recon not in ("gram", "perceptual"):
+                return iu.fail("--path-weight, --endpoint-weight and --diversity-weight compare VGG features: use --recon gram or perceptual")
             styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in iu.DEFAULT_STYLES)
             config = config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles}))
             return train(config, args.run_dir)
@@ -500,8 +457,10 @@ def main(argv=None) -> int:
             if bad:
                 return iu.fail(f"{bad} of {len(args.images)} images could not be read")
         elif args.command == "sample":
-            z = np.random.default_rng(args.seed).standard_normal((args.n, config.latent_dim))
-            iu.save_image(args.out, iu.image_grid(list(vae.decode(z)), cols=math.ceil(math.sqrt(args.n))))
+            rng = np.random.default_rng(args.seed)
+            z = rng.standard_normal((args.n, config.latent_dim))
+            noise = decoder_noise(rng, args.n, config.size, config.noise_channels) if config.noise_channels else None
+            iu.save_image(args.out, iu.image_grid(list(vae.decode(z, noise)), cols=math.ceil(math.sqrt(args.n))))
             print(f"wrote {args.out}")
     except (iu.ImageError, RunError, ValueError) as e:
         return iu.fail(str(e))

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 import image_utilities as iu
 import vae_keras as V
+import vae_model as M
 import vae_keras_gui as G
 from run_dir import NonFiniteLoss, Run
 
@@ -33,7 +34,7 @@ def train_args(styles, run_dir, steps, *extra):
 
 @pytest.mark.parametrize("size", [64, 128, 224])
 def test_shapes_and_no_final_dense(size):
-    enc, dec = V.build_encoder(size, 8, width=4), V.build_decoder(size, 8, width=4)
+    enc, dec = M.build_encoder(size, 8, width=4), M.build_decoder(size, 8, width=4)
     out = enc(np.zeros((2, size, size, 3), np.float32))
     assert out["mean"].shape == (2, 8) and out["logvar"].shape == (2, 8)
     assert dec(np.zeros((2, 8), np.float32)).shape == (2, size, size, 3)
@@ -44,7 +45,7 @@ def test_shapes_and_no_final_dense(size):
 
 def test_size_must_be_multiple_of_32():
     with pytest.raises(ValueError, match="multiple of 32"):
-        V.build_encoder(100, 8)
+        M.build_encoder(100, 8)
 
 
 def test_bce_is_computed_from_logits():
@@ -53,39 +54,39 @@ def test_bce_is_computed_from_logits():
     logits = rng.normal(0, 3, (2, 4, 4, 3)).astype(np.float32)
     p = 1 / (1 + np.exp(-logits.astype(np.float64)))
     want = -(target * np.log(p) + (1 - target) * np.log(1 - p)).sum(axis=(1, 2, 3))
-    np.testing.assert_allclose(V.reconstruction_loss("bce", logits, target).numpy(), want, rtol=1e-5)
+    np.testing.assert_allclose(M.reconstruction_loss("bce", logits, target).numpy(), want, rtol=1e-5)
     # The loss takes logits: its gradient is sigmoid(logits) - target, zero where sigmoid(logits) == target.
     # Feeding sigmoid outputs instead (the original project's bug) would move that minimum.
     lg = tf.Variable(logits)
     with tf.GradientTape() as tape:
-        loss = tf.reduce_sum(V.reconstruction_loss("bce", lg, target))
+        loss = tf.reduce_sum(M.reconstruction_loss("bce", lg, target))
     np.testing.assert_allclose(tape.gradient(loss, lg).numpy(), p - target, atol=1e-5)
     best = np.log(target / (1 - target))
-    assert V.reconstruction_loss("bce", best, target).numpy().sum() < \
-        V.reconstruction_loss("bce", 1 / (1 + np.exp(-best)), target).numpy().sum()
+    assert M.reconstruction_loss("bce", best, target).numpy().sum() < \
+        M.reconstruction_loss("bce", 1 / (1 + np.exp(-best)), target).numpy().sum()
 
 
 def test_mse_and_perceptual_recon_are_zero_for_perfect_reconstruction():
     target = np.full((1, 32, 32, 3), 0.3, np.float32)
     logits = np.log(target / (1 - target))
-    assert V.reconstruction_loss("mse", logits, target).numpy()[0] == pytest.approx(0, abs=1e-6)
+    assert M.reconstruction_loss("mse", logits, target).numpy()[0] == pytest.approx(0, abs=1e-6)
     from perceptual import vgg_features
-    vgg = vgg_features(list(V.PERCEPTUAL_LAYERS))
-    assert V.reconstruction_loss("perceptual", logits, target, vgg).numpy()[0] == pytest.approx(0, abs=1e-3)
+    vgg = vgg_features(list(M.PERCEPTUAL_LAYERS))
+    assert M.reconstruction_loss("perceptual", logits, target, vgg).numpy()[0] == pytest.approx(0, abs=1e-3)
     noisy = np.clip(target + np.random.default_rng(0).normal(0, 0.1, target.shape), 0.01, 0.99).astype(np.float32)
-    assert V.reconstruction_loss("perceptual", logits, noisy, vgg).numpy()[0] > 1.0
+    assert M.reconstruction_loss("perceptual", logits, noisy, vgg).numpy()[0] > 1.0
 
 
 def test_gram_recon_rewards_texture_statistics_not_phase():
     from perceptual import vgg_features
-    vgg = vgg_features(list(V.PERCEPTUAL_LAYERS))
+    vgg = vgg_features(list(M.PERCEPTUAL_LAYERS))
     x = np.clip(iu.default_styles(64)["night_swirls"][None], 0.01, 0.99).astype(np.float32)
     logit = lambda im: np.log(im / (1 - im))  # noqa: E731
     shifted = np.roll(x, 13, axis=2)  # the same texture, another phase
     other = np.clip(iu.default_styles(64)["honeycomb"][None], 0.01, 0.99).astype(np.float32)
-    same = V.reconstruction_loss("gram", logit(x), x, vgg).numpy()[0]
-    moved = V.reconstruction_loss("gram", logit(shifted), x, vgg).numpy()[0]
-    different = V.reconstruction_loss("gram", logit(other), x, vgg).numpy()[0]
+    same = M.reconstruction_loss("gram", logit(x), x, vgg).numpy()[0]
+    moved = M.reconstruction_loss("gram", logit(shifted), x, vgg).numpy()[0]
+    different = M.reconstruction_loss("gram", logit(other), x, vgg).numpy()[0]
     assert same == pytest.approx(0, abs=1e-2)
     assert moved < 0.2 * different
 
@@ -93,7 +94,7 @@ def test_gram_recon_rewards_texture_statistics_not_phase():
 def test_closed_form_kl():
     mean = np.array([[0.0, 0.0], [1.0, -2.0]], np.float32)
     logvar = np.array([[0.0, 0.0], [np.log(0.5), np.log(2.0)]], np.float32)
-    kl = V.kl_divergence(mean, logvar).numpy()
+    kl = M.kl_divergence(mean, logvar).numpy()
     assert kl[0] == pytest.approx(0.0, abs=1e-7)
     var = np.exp(logvar[1])
     assert kl[1] == pytest.approx(0.5 * np.sum(var + mean[1] ** 2 - 1 - logvar[1]), rel=1e-6)
@@ -126,11 +127,11 @@ def test_interpolate_endpoints_and_slerp_norm():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(64), rng.standard_normal(64)
     for kind in ("linear", "slerp"):
-        path = V.interpolate(a, b, np.linspace(0, 1, 5), kind)
+        path = M.interpolate(a, b, np.linspace(0, 1, 5), kind)
         np.testing.assert_array_equal(path[0], a.astype(np.float32))
         np.testing.assert_array_equal(path[-1], b.astype(np.float32))
-    mid_lin = V.interpolate(a, b, [0.5], "linear")[0]
-    mid_slerp = V.interpolate(a, b, [0.5], "slerp")[0]
+    mid_lin = M.interpolate(a, b, [0.5], "linear")[0]
+    mid_slerp = M.interpolate(a, b, [0.5], "slerp")[0]
     # slerp keeps the norm typical of the endpoints; a straight line shrinks it
     assert np.linalg.norm(mid_slerp) > np.linalg.norm(mid_lin)
 

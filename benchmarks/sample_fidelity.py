@@ -1,0 +1,244 @@
+"""Measure a style-sample folder itself, before any stylizer is trained on it: are the samples diverse, faithful
+to each painting, and do they move steadily from style A to style B?
+
+    python benchmarks/sample_fidelity.py --samples runs/demo/samples [--style A.jpg --style B.jpg] [--json OUT]
+
+Per t (the manifest's weight of the last style) it prints
+- diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
+  each painting, cut the way the VAE was trained (its --size crops of the style resized to its --style-size);
+- fidelity: the relative Gram error ||mean G(samples) - G_target|| / ||G_A - G_B||, where G_A and G_B are mean Grams
+  of many real crops and G_target = (1-t) G_A + t G_B, and a Frechet (W2) distance between Gaussians fitted to VGG16
+  feature vectors of the samples and of real crops (SIFID-like, Shaham et al. 2019, on our own VGG16 at relu3_3;
+  printed next to the same distance between two disjoint sets of real crops, the floor a perfect sampler reaches);
+- steadiness: per pair, the Spearman of t against the Gram distance to G_A, and the largest step / mean step of the
+  Gram along t;
+and, as its last line, the whole report as JSON. The styles and crop scale default to those of the VAE named in the
+folder's sampler.json; pass --style (repeatable, in the VAE's style order) to measure against other images.
+
+Targets (issue 12): diversity at t=0 and t=1 >= 0.5x real crops; endpoint relative Gram error <= 0.15; mean per-pair
+Spearman >= 0.95 and no step larger than 2x the mean step.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import image_utilities as iu  # noqa: E402
+from run_dir import RunError  # noqa: E402
+
+GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers
+FRECHET_LAYER = "relu3_3"
+TARGETS = {"diversity_ratio": 0.5, "endpoint_gram_error": 0.15, "spearman": 0.95, "step_ratio": 2.0}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Statistics
+
+def spearman(a, b) -> float:
+    """Rank correlation (ties get their mean rank); 0 when either side is constant."""
+    def ranks(v):
+        v = np.asarray(v, np.float64)
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v))
+        for value in np.unique(v):
+            r[v == value] = r[v == value].mean()
+        return r
+    ra, rb = ranks(a), ranks(b)
+    ra, rb = ra - ra.mean(), rb - rb.mean()
+    denom = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
+    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
+
+
+def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
+    """W2 distance between Gaussians fitted to the rows of x and of y: |mu_x - mu_y|^2 + Tr(Cx + Cy - 2 (Cx Cy)^1/2),
+    with the trace of the matrix square root taken as the sum of sqrt eigenvalues of Cx^1/2 Cy Cx^1/2 (symmetric)."""
+    mx, my = x.mean(0), y.mean(0)
+    cx, cy = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+    w, v = np.linalg.eigh(cx)
+    root_x = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    cross = np.linalg.eigvalsh(root_x @ cy @ root_x)
+    return float(((mx - my) ** 2).sum() + np.trace(cx) + np.trace(cy) - 2 * np.sqrt(np.clip(cross, 0, None)).sum())
+
+
+def gram_vectors(images: np.ndarray, vgg, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """Per image: its Grams at GRAM_LAYERS flattened into one vector, and a subsample of its FRECHET_LAYER feature
+    vectors (64 positions, fixed seed) for the Frechet distance."""
+    from perceptual import gram_matrix
+
+    grams, feats = [], []
+    rng = np.random.default_rng(0)
+    for s in range(0, len(images), batch_size):
+        f = vgg(np.asarray(images[s:s + batch_size], np.float32))
+        grams.append(np.concatenate([gram_matrix(f[n]).numpy().reshape(len(f[n]), -1) for n in GRAM_LAYERS], 1))
+        deep = f[FRECHET_LAYER].numpy()
+        flat = deep.reshape(len(deep), -1, deep.shape[-1])
+        pick = rng.choice(flat.shape[1], min(64, flat.shape[1]), replace=False)
+        feats.append(flat[:, pick])
+    return np.concatenate(grams), np.concatenate(feats)
+
+
+def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
+    """Mean LPIPS over pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`)."""
+    from perceptual import lpips_distance
+
+    n = len(images)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    if len(pairs) > max_pairs:
+        keep = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
+        pairs = [pairs[k] for k in sorted(keep)]
+    a = np.stack([images[i] for i, _ in pairs])
+    b = np.stack([images[j] for _, j in pairs])
+    return float(np.mean(np.concatenate([lpips_distance(a[s:s + 64], b[s:s + 64]) for s in range(0, len(a), 64)])))
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Inputs
+
+def read_samples(folder: Path) -> tuple[dict, list[dict]]:
+    """sampler.json and the manifest of a sample folder."""
+    record_path, manifest = folder / "sampler.json", folder / "manifest.jsonl"
+    for path in (record_path, manifest):
+        if not path.exists():
+            raise iu.ImageError(path, "missing: is this a style_sampler.py output folder?")
+    return json.loads(record_path.read_text()), iu.read_manifest(manifest)
+
+
+def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
+    """`n` random crops of each style image, cut as the VAE's training cuts them."""
+    rng = np.random.default_rng(seed)
+    return [np.stack([iu.random_crop(style, vae_config.size, rng, scale=vae_config.crop_scale, flip=True,
+                                     rotate90=True) for _ in range(n)]) for style in styles]
+
+
+def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
+    from perceptual import vgg_features
+    from vae_keras import VAEConfig, load_styles
+    from run_dir import read_config
+
+    record, entries = read_samples(folder)
+    vae_config = read_config(record["vae"], VAEConfig, "VAE")
+    specs = style_specs or list(vae_config.styles)
+    if len(specs) < 2:
+        raise ValueError("need two style images (--style A --style B)")
+    styles = load_styles(specs, vae_config.size, vae_config.style_size)
+    vgg = vgg_features(sorted(set(GRAM_LAYERS) | {FRECHET_LAYER}), name="fidelity_vgg")
+
+    # References from real crops: two disjoint sets per style (the second gives the Frechet floor).
+    reals = real_crops(styles, vae_config, 2 * crops, seed=12345)
+    real_grams, real_feats, real_div = [], [], []
+    for r in reals:
+        g, f = gram_vectors(r, vgg)
+        real_grams.append(g)
+        real_feats.append(f)
+        real_div.append(mean_pairwise_lpips(r[:min(len(r), 48)], max_pairs))
+    g_mean = [g[:crops].mean(0) for g in real_grams]
+    a, b = 0, len(styles) - 1  # the first and last style: the ends of the continuum
+    span = float(np.linalg.norm(g_mean[a] - g_mean[b]))
+    floor = [frechet_distance(f[:crops].reshape(-1, f.shape[-1]), f[crops:].reshape(-1, f.shape[-1]))
+             for f in real_feats]
+
+    by_t, by_pair = defaultdict(list), defaultdict(list)
+    for e in entries:
+        w = e["weights"]
+        by_t[round(float(w[-1]), 6)].append(e)
+        by_pair[e["pair"]].append(e)
+    images = {e["file"]: iu.load_image(folder / e["file"]) for e in entries}
+    files = sorted(images)
+    grams, feats = gram_vectors(np.stack([images[f] for f in files]), vgg)
+    gram_of = dict(zip(files, grams))
+    feat_of = dict(zip(files, feats))
+
+    per_t = []
+    for t in sorted(by_t):
+        group = by_t[t]
+        g = np.stack([gram_of[e["file"]] for e in group])
+        target = (1 - t) * g_mean[a] + t * g_mean[b]
+        row = {"t": t, "samples": len(group),
+               "diversity_lpips": mean_pairwise_lpips(np.stack([images[e["file"]] for e in group]), max_pairs),
+               "gram_error_vs_mix": float(np.linalg.norm(g.mean(0) - target)) / span}
+        if t in (0.0, 1.0):
+            k = a if t == 0.0 else b
+            row["real_diversity_lpips"] = real_div[k]
+            row["diversity_ratio"] = row["diversity_lpips"] / real_div[k]
+            f = np.concatenate([feat_of[e["file"]] for e in group])
+            row["frechet"] = frechet_distance(f, real_feats[k][:crops].reshape(-1, f.shape[-1]))
+            row["frechet_real_floor"] = floor[k]
+        per_t.append(row)
+
+    spearmans, step_ratios = [], []
+    for p, group in sorted(by_pair.items()):
+        group = sorted(group, key=lambda e: e["weights"][-1])
+        ts = [e["weights"][-1] for e in group]
+        g = np.stack([gram_of[e["file"]] for e in group])
+        spearmans.append(spearman(ts, np.linalg.norm(g - g_mean[a], axis=1)))
+        steps = np.linalg.norm(np.diff(g, axis=0), axis=1)
+        step_ratios.append(float(steps.max() / max(steps.mean(), 1e-12)))
+    ends = {row["t"]: row for row in per_t}
+    summary = {
+        "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
+        "gram_error_t0": ends[0.0]["gram_error_vs_mix"], "gram_error_t1": ends[1.0]["gram_error_vs_mix"],
+        "frechet_t0": ends[0.0]["frechet"], "frechet_t1": ends[1.0]["frechet"],
+        "frechet_floor_A": floor[a], "frechet_floor_B": floor[b],
+        "frechet_vs_floor_t0": ends[0.0]["frechet"] / floor[a], "frechet_vs_floor_t1": ends[1.0]["frechet"] / floor[b],
+        "spearman_mean": float(np.mean(spearmans)), "spearman_min": float(np.min(spearmans)),
+        "step_ratio_max": float(np.max(step_ratios)), "step_ratio_mean": float(np.mean(step_ratios)),
+        "pairs": len(by_pair)}
+    summary["targets_met"] = {
+        "diversity": min(summary["diversity_ratio_t0"], summary["diversity_ratio_t1"]) >= TARGETS["diversity_ratio"],
+        "endpoint_gram_error": max(summary["gram_error_t0"], summary["gram_error_t1"])
+        <= TARGETS["endpoint_gram_error"],
+        "spearman": summary["spearman_mean"] >= TARGETS["spearman"],
+        "steps": summary["step_ratio_max"] <= TARGETS["step_ratio"]}
+    return {"samples": str(folder), "styles": specs, "real_crops": crops, "per_t": per_t, "summary": summary,
+            "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
+
+
+def format_table(report: dict) -> str:
+    lines = ["| t | samples | diversity (LPIPS) | real crops | ratio | Gram error vs mix | Frechet | real floor |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["per_t"]:
+        def f(key, fmt="{:.3f}"):
+            return fmt.format(r[key]) if key in r else "-"
+        lines.append(f"| {r['t']:.3f} | {r['samples']} | {f('diversity_lpips')} | {f('real_diversity_lpips')} | "
+                     f"{f('diversity_ratio', '{:.2f}x')} | {f('gram_error_vs_mix')} | {f('frechet', '{:.1f}')} | "
+                     f"{f('frechet_real_floor', '{:.1f}')} |")
+    s = report["summary"]
+    lines.append(f"\nsteadiness over {s['pairs']} pairs: Spearman(t, Gram distance to A) mean {s['spearman_mean']:.3f}"
+                 f" (min {s['spearman_min']:.3f}); largest step / mean step: max {s['step_ratio_max']:.2f}, "
+                 f"mean {s['step_ratio_mean']:.2f}")
+    met = s["targets_met"]
+    lines.append("targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in met.items()))
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--samples", type=Path, required=True, help="a style_sampler.py output folder")
+    ap.add_argument("--style", action="append", default=[], metavar="IMG",
+                    help="style images in the VAE's order (default: the VAE's own styles)")
+    ap.add_argument("--crops", type=int, default=128, help="real crops per style for the references (default 128)")
+    ap.add_argument("--json", type=Path, help="also write the report here")
+    args = ap.parse_args(argv)
+    try:
+        report = measure(args.samples, args.style or None, args.crops)
+    except (iu.ImageError, RunError, ValueError, OSError) as e:
+        return iu.fail(str(e))
+    print(format_table(report))
+    if args.json:
+        iu.atomic_write_json(args.json, report)
+    print(json.dumps(report["summary"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

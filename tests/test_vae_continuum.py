@@ -1,0 +1,162 @@
+"""The VAE's continuum terms (issue 12): path supervision, endpoint Grams, the diversity hinge, decoder noise, and
+the sample measures of benchmarks/sample_fidelity.py."""
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import image_utilities as iu
+import style_sampler
+import vae_keras as V
+import vae_model as M
+
+ROOT = Path(__file__).resolve().parent.parent
+PIXELS = 64 * 64 * 3.0
+
+
+def random_grams(rng, batch, channels=3):
+    out = {}
+    for n in M.TEXTURE_LAYERS:
+        f = rng.normal(size=(batch, 5, channels)).astype(np.float32)
+        out[n] = np.einsum("bkc,bkd->bcd", f, f) / 5.0
+    return out
+
+
+def test_path_loss_is_zero_at_the_gram_mix_and_squared_elsewhere(rng):
+    a, b = random_grams(rng, 2), random_grams(rng, 2)
+    t = np.array([0.25, 0.8], np.float32)
+    mix = {n: (1 - t[:, None, None]) * a[n] + t[:, None, None] * b[n] for n in M.TEXTURE_LAYERS}
+    assert np.allclose(M.path_loss(mix, a, b, t, PIXELS).numpy(), 0.0, atol=1e-6)
+    off = {n: mix[n] + 0.1 for n in M.TEXTURE_LAYERS}
+    want = M.GRAM_WEIGHTS["gram"] * len(M.TEXTURE_LAYERS) * 9 * 0.01 * PIXELS  # 3x3 entries off by 0.1, per layer
+    np.testing.assert_allclose(M.path_loss(off, a, b, t, PIXELS).numpy(), [want, want], rtol=1e-4)
+
+
+def test_endpoint_loss_compares_each_present_style_mean_with_numpy(rng):
+    grams = random_grams(rng, 3)
+    style = random_grams(rng, 3)  # three styles, the third absent from the batch
+    labels = np.array([0, 1, 0], np.int32)
+    got = M.endpoint_loss(grams, labels, style, PIXELS).numpy()
+    want = 0.0
+    for k, members in ((0, [0, 2]), (1, [1])):
+        for n in M.TEXTURE_LAYERS:
+            want += ((grams[n][members].mean(0) - style[n][k]) ** 2).sum()
+    assert got == pytest.approx(M.GRAM_WEIGHTS["gram"] * want * PIXELS, rel=1e-4)
+
+
+def test_diversity_hinge_pushes_only_collapsed_pairs(rng):
+    real = {n: rng.normal(size=(4, 4, 4, 8)).astype(np.float32) for n in M.DIVERSITY_LAYERS}
+    collapsed = {n: np.repeat(v[0::2], 2, axis=0) for n, v in real.items()}  # each pair's two decodes equal
+    spread = {n: 3.0 * v for n, v in real.items()}  # decodes further apart than the crops
+    loss_collapsed = M.diversity_loss(collapsed, real, PIXELS).numpy()
+    want = sum(((real[n][0::2] - real[n][1::2]) ** 2).mean(axis=(1, 2, 3)) for n in M.DIVERSITY_LAYERS)
+    np.testing.assert_allclose(loss_collapsed, M.GRAM_WEIGHTS["feature"] * want * PIXELS, rtol=1e-4)
+    assert np.all(M.diversity_loss(spread, real, PIXELS).numpy() == 0.0)
+
+
+def test_noise_decoder_takes_noise_at_every_resolution():
+    dec = M.build_decoder(64, 8, width=4, noise_channels=2)
+    noise_convs = [layer for layer in dec.layers if layer.name.startswith("noise") and layer.name[5:].isdigit()]
+    assert len(noise_convs) == 5
+    for layer in noise_convs:  # give the noise a say, then check two noises give two pictures
+        layer.set_weights([np.full_like(w, 0.5) for w in layer.get_weights()])
+    z = np.zeros((2, 8), np.float32)
+    noise = M.decoder_noise(np.random.default_rng(0), 2, 64, 2)
+    out = dec([z, noise]).numpy()
+    assert out.shape == (2, 64, 64, 3) and np.abs(out[0] - out[1]).mean() > 1e-3
+
+
+@pytest.fixture(scope="module")
+def continuum_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("continuum")
+    paths = []
+    for name, im in iu.default_styles(96).items():
+        paths.append(str(d / f"{name}.png"))
+        iu.save_image(paths[-1], im)
+
+    def args(run, steps):
+        out = ["train", "--run-dir", str(run), "--size", "64", "--latent-dim", "8", "--width", "8", "--steps",
+               str(steps), "--batch-size", "4", "--seed", "3", "--encode-crops", "8", "--log-every", "1",
+               "--recon", "gram", "--noise-channels", "2", "--path-weight", "1", "--endpoint-weight", "1",
+               "--diversity-weight", "1"]
+        for p in paths:
+            out += ["--style", p]
+        return out
+    return d, args
+
+
+def test_continuum_training_logs_its_terms_and_resumes_exactly(continuum_run):
+    d, args = continuum_run
+    assert V.main(args(d / "one", 6)) == 0
+    assert V.main(args(d / "two", 3)) == 0
+    assert V.main(args(d / "two", 6)) == 0
+    a, b = V.load_vae(d / "one")[0], V.load_vae(d / "two")[0]
+    for wa, wb in zip(a.decoder.get_weights(), b.decoder.get_weights()):
+        np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    last = json.loads((d / "one" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"path", "endpoint", "diversity"} <= set(last)
+    assert all(np.isfinite(last[k]) for k in ("path", "endpoint", "diversity"))
+    # after training the noise decides something: one code, two noises, two pictures
+    z = np.zeros((2, 8), np.float32)
+    out = a.decode(z, M.decoder_noise(np.random.default_rng(1), 2, 64, 2))
+    assert np.abs(out[0] - out[1]).mean() > 1e-4
+
+
+def test_sampler_gives_each_pair_its_own_noise_and_stays_byte_identical(continuum_run, tmp_path):
+    d, args = continuum_run
+    run = d / "one"
+    if not (run / "latents.npz").exists():
+        assert V.main(args(run, 6)) == 0
+    out_a, out_b = tmp_path / "a", tmp_path / "b"
+    for out in (out_a, out_b):
+        assert style_sampler.main(["--vae", str(run), "--out", str(out), "--pairs", "3", "--steps", "3"]) == 0
+    files = sorted(p.name for p in out_a.glob("*.png"))
+    assert files and all((out_a / f).read_bytes() == (out_b / f).read_bytes() for f in files)
+    firsts = [iu.load_image(out_a / style_sampler.file_name(p, 0.0)) for p in range(3)]
+    assert np.abs(firsts[0] - firsts[1]).mean() > 1e-4
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("sample_fidelity", ROOT / "benchmarks" / "sample_fidelity.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_frechet_distance_matches_the_gaussian_closed_form():
+    fid = load_benchmark()
+    rng = np.random.default_rng(0)
+    x = rng.normal(0.0, 1.0, (20000, 2))
+    y = rng.normal([1.0, 0.0], [2.0, 1.0], (20000, 2))
+    # W2^2 between diagonal Gaussians: |mu_x - mu_y|^2 + sum (sigma_x - sigma_y)^2 = 1 + 1
+    assert fid.frechet_distance(x, y) == pytest.approx(2.0, abs=0.1)
+    assert fid.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_spearman_counts_order_not_size():
+    fid = load_benchmark()
+    assert fid.spearman([0, 1, 2, 3], [1, 5, 6, 100]) == pytest.approx(1.0)
+    assert fid.spearman([0, 1, 2, 3], [3, 1, 2, 0]) == pytest.approx(-0.8)
+
+
+def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys):
+    """A folder whose samples at each t are one repeated picture has (near) zero diversity: the measure says so."""
+    fid = load_benchmark()
+    d, args = continuum_run
+    run = d / "one"
+    if not (run / "latents.npz").exists():
+        assert V.main(args(run, 6)) == 0
+    out = tmp_path / "s"
+    assert style_sampler.main(["--vae", str(run), "--out", str(out), "--pairs", "3", "--steps", "3"]) == 0
+    report = fid.measure(out, crops=8)
+    for p in (1, 2):  # collapse: every pair becomes a copy of pair 0
+        for t in (0.0, 0.5, 1.0):
+            (out / style_sampler.file_name(p, t)).write_bytes((out / style_sampler.file_name(0, t)).read_bytes())
+    collapsed = fid.measure(out, crops=8)
+    assert collapsed["summary"]["diversity_ratio_t0"] < 1e-6 < report["summary"]["diversity_ratio_t0"]
+    assert collapsed["summary"]["diversity_ratio_t1"] < 1e-6 < report["summary"]["diversity_ratio_t1"]
+    assert fid.main(["--samples", str(out), "--crops", "8"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pairs"] == 3

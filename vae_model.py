@@ -1,0 +1,244 @@
+"""The style VAE's networks and losses (vae_keras.py trains them; see its docstring for the commands).
+
+    build_encoder / build_decoder   Keras models: crops -> (mean, logvar) of z;  (z[, noise]) -> logits
+    VAE                             the pair, with numpy encode / decode / reconstruct
+    kl_divergence, bce_from_logits, reconstruction_loss      per-example ELBO terms
+    texture_features, path_loss, endpoint_loss, diversity_loss   the continuum terms (issue 12)
+    decoder_noise, interpolate      the arrangement noise of a sample, and paths between latents
+
+Decoder: z -> small dense seed map (size/32 square) -> five nearest-upsample conv blocks -> 3-channel logits. There
+is no final fully connected layer (the original design: it is what made 224 px fit in GPU memory). With
+`noise_channels > 0` the decoder also takes a spatial noise image, injected (through a learned 1x1 conv, as in
+StyleGAN's noise inputs, Karras et al. 2019, arXiv 1812.04948) at every resolution: the code z says *which* style,
+the noise *where* its strokes fall. Without it, a code of a few dozen numbers has to carry both, and a texture loss
+(which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
+PERCEPTUAL_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}  # DFC-VAE uses early and middle layers
+PERCEPTUAL_PIXEL_WEIGHT = 0.1
+# `gram`: texture statistics (Gram matrices, as the stylizer's style loss) dominate, with a light feature and pixel
+# term to keep the layout. A 32-256 number code cannot pin down the random phase of brush strokes, so pixel and
+# feature losses average them into blur; Gram matching lets the decoder draw sharp texture with any phase.
+GRAM_WEIGHTS = {"gram": 10.0, "feature": 0.1, "pixel": 0.1}
+# The continuum terms compare Grams at the stylizer's style layers, so what the VAE learns is what the stylizer uses.
+TEXTURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+DIVERSITY_LAYERS = ("relu2_2", "relu3_3")
+
+
+def check_size(size: int) -> int:
+    """The number of stride-2 stages for a crop size; sizes must be positive multiples of 32."""
+    if size % 32 or size < 32:
+        raise ValueError(f"--size must be a positive multiple of 32, got {size}")
+    return 5
+
+
+def build_encoder(size: int, latent_dim: int, width: int = 32):
+    import keras
+    from keras import layers
+
+    x_in = keras.Input((size, size, 3), name="image")
+    x = x_in * 2.0 - 1.0
+    for i, ch in enumerate([width, width * 2, width * 4, width * 8, width * 8][:check_size(size)]):
+        x = layers.Conv2D(ch, 4, strides=2, padding="same", name=f"down{i}")(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_bn")(x))
+        x = layers.Conv2D(ch, 3, padding="same", name=f"down{i}_refine")(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"down{i}_refine_bn")(x))
+    x = layers.Flatten()(x)
+    mean = layers.Dense(latent_dim, name="z_mean")(x)
+    logvar = layers.Dense(latent_dim, name="z_logvar")(x)
+    logvar = keras.ops.clip(logvar, *LOGVAR_RANGE)
+    return keras.Model(x_in, {"mean": mean, "logvar": logvar}, name="encoder")
+
+
+def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0):
+    """z (and, with noise_channels, a size x size x noise_channels noise image) -> logits [size, size, 3]. A dense
+    layer makes only the small seed map; everything after is convolutional."""
+    import keras
+    from keras import layers
+
+    seed = size // 32
+    z = keras.Input((latent_dim,), name="z")
+    inputs = [z]
+    x = layers.Dense(seed * seed * width * 8, name="seed_map")(z)
+    x = layers.Reshape((seed, seed, width * 8))(x)
+    x = layers.LeakyReLU(0.2)(x)
+    if noise_channels:
+        noise = keras.Input((size, size, noise_channels), name="noise")
+        inputs.append(noise)
+    for i, ch in enumerate([width * 8, width * 4, width * 2, width, width]):
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
+        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
+        if noise_channels:
+            # The noise at this block's resolution: block-averaged, rescaled to unit variance.
+            factor = size // (seed * 2 ** (i + 1))
+            n = layers.AveragePooling2D(factor, name=f"noise{i}_pool")(noise) * float(factor) if factor > 1 else noise
+            x = x + layers.Conv2D(ch, 1, use_bias=False, kernel_initializer="zeros", name=f"noise{i}")(n)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_bn")(x))
+        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x)
+        x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_refine_bn")(x))
+    logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
+    return keras.Model(inputs if noise_channels else z, logits, name="decoder")
+
+
+def decoder_noise(rng: np.random.Generator, n: int, size: int, channels: int) -> np.ndarray:
+    """Standard normal noise images for `n` decodes: the arrangement of the strokes in each."""
+    return rng.standard_normal((n, size, size, channels)).astype(np.float32)
+
+
+class VAE:
+    """Encoder + decoder built from a config, with the few operations every module needs."""
+
+    def __init__(self, config):
+        self.config = config
+        self.noise_channels = getattr(config, "noise_channels", 0)
+        self.encoder = build_encoder(config.size, config.latent_dim, config.width)
+        self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels)
+
+    def decoder_inputs(self, z, noise=None):
+        """What the decoder takes: z alone, or [z, noise]. Without given noise a decoder that needs it gets the fixed
+        noise of seed 0 for every image (one arrangement, so only the style changes between decodes)."""
+        if not self.noise_channels:
+            return z
+        if noise is None:
+            one = decoder_noise(np.random.default_rng(0), 1, self.config.size, self.noise_channels)
+            noise = np.repeat(one, len(z), axis=0)
+        return [z, noise]
+
+    def encode(self, images):
+        """Posterior mean and log-variance for a batch of size x size crops in [0,1]."""
+        out = self.encoder(np.asarray(images, np.float32), training=False)
+        return out["mean"].numpy(), out["logvar"].numpy()
+
+    def decode(self, z, noise=None):
+        """Images in [0,1] for a batch of latents (and, for a decoder with noise inputs, their noise images)."""
+        import tensorflow as tf
+
+        z = np.asarray(z, np.float32)
+        return tf.sigmoid(self.decoder(self.decoder_inputs(z, noise), training=False)).numpy()
+
+    def reconstruct(self, images):
+        return self.decode(self.encode(images)[0])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# ELBO terms: per-example values, summed over pixels (or latent dimensions) so that beta keeps its ELBO meaning.
+
+def kl_divergence(mean, logvar):
+    """KL(N(mean, exp(logvar)) || N(0, I)) in closed form, per example: [B]."""
+    import tensorflow as tf
+
+    return 0.5 * tf.reduce_sum(tf.exp(logvar) + tf.square(mean) - 1.0 - logvar, axis=-1)
+
+
+def bce_from_logits(logits, target):
+    """Sigmoid cross-entropy computed from logits (numerically stable), summed over pixels: [B]."""
+    import tensorflow as tf
+
+    per_pixel = tf.nn.sigmoid_cross_entropy_with_logits(labels=target, logits=logits)
+    return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
+
+
+def reconstruction_loss(kind: str, logits, target, vgg=None, features=None):
+    """Per-example reconstruction loss [B]. `features`, optional, is (VGG of the reconstruction, VGG of the target)
+    when the caller already has them."""
+    import tensorflow as tf
+
+    pixels = tf.cast(tf.reduce_prod(tf.shape(target)[1:]), tf.float32)
+    if kind == "bce":
+        return bce_from_logits(logits, target)
+    recon = tf.sigmoid(logits)
+    mse = tf.reduce_mean(tf.square(recon - target), axis=[1, 2, 3])
+    if kind == "mse":
+        return mse * pixels
+    if kind in ("perceptual", "gram"):
+        from perceptual import content_loss, gram_matrix, style_loss
+        fr, ft = features or (vgg(recon), vgg(target))
+        feature = sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
+        if kind == "perceptual":
+            return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
+        grams = style_loss({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
+                           {n: gram_matrix(ft[n]) for n in PERCEPTUAL_LAYERS})
+        w = GRAM_WEIGHTS
+        return (w["gram"] * grams + w["feature"] * feature + w["pixel"] * mse) * pixels
+    raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce, perceptual or gram")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Continuum terms (issue 12). Grams are at TEXTURE_LAYERS; each term is per example or per pair, scaled like the
+# reconstruction (times the pixel count) so the weights read as multiples of the Gram reconstruction term.
+
+def texture_grams(features) -> dict:
+    from perceptual import gram_matrix
+
+    return {n: gram_matrix(features[n]) for n in TEXTURE_LAYERS}
+
+
+def path_loss(grams_mid, grams_a, grams_b, t, pixels):
+    """Texture Mixer-style path supervision (Yu et al. 2019, arXiv 1901.03447): the decode of lerp(z_a, z_b, t)
+    should have the Grams (1-t) G_a + t G_b. Squared L2, whose optimum is the mix itself (the paper's L1 would aim
+    at a median). t: [P]; Grams: [P, C, C] per layer. Returns [P]."""
+    from perceptual import style_loss
+
+    w = t[:, None, None]
+    target = {n: (1.0 - w) * grams_a[n] + w * grams_b[n] for n in TEXTURE_LAYERS}
+    return GRAM_WEIGHTS["gram"] * style_loss(grams_mid, target, TEXTURE_LAYERS) * pixels
+
+
+def endpoint_loss(grams, labels, style_grams, pixels):
+    """The mean Gram of each style's decodes in the batch against that style's mean Gram over many real crops
+    (`style_grams[n]`: [S, C, C]): keeps the population of samples centred on the painting, not just each decode
+    near its own crop. Returns a scalar: the sum over the styles present."""
+    import tensorflow as tf
+
+    from perceptual import style_loss
+
+    one_hot = tf.one_hot(labels, tf.shape(style_grams[TEXTURE_LAYERS[0]])[0])  # [B, S]
+    counts = tf.reduce_sum(one_hot, 0)  # [S]
+    present = tf.cast(counts > 0, tf.float32)
+    means = {n: tf.einsum("bs,bcd->scd", one_hot, grams[n]) / tf.maximum(counts, 1.0)[:, None, None]
+             for n in TEXTURE_LAYERS}
+    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, TEXTURE_LAYERS)) * pixels
+
+
+def diversity_loss(fake_features, real_features, pixels):
+    """Diversity in the spirit of Li et al. 2017 (arXiv 1703.01664), as a hinge: for the pairs (2k, 2k+1) of the
+    batch, the feature distance between two decodes should be at least that between the two real crops they came
+    from. It pushes only when samples are more alike than real crops are (a collapsed decoder) and never rewards
+    difference beyond what the paintings show. Returns [pairs]."""
+    import tensorflow as tf
+
+    def distance(features, name):
+        f = tf.cast(features[name], tf.float32)
+        return tf.reduce_mean(tf.square(f[0::2] - f[1::2]), axis=[1, 2, 3])
+
+    gap = sum(tf.nn.relu(distance(real_features, n) - distance(fake_features, n)) for n in DIVERSITY_LAYERS)
+    return GRAM_WEIGHTS["feature"] * gap * pixels
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Paths between latents
+
+def interpolate(z_a, z_b, ts, kind: str = "linear") -> np.ndarray:
+    """Points along the path from z_a to z_b at fractions `ts` (t=0 gives z_a and t=1 gives z_b exactly).
+    `slerp` follows the great circle (White 2016, arXiv 1609.04468), keeping the norm typical of Gaussian samples;
+    it falls back to a straight line when the two are almost parallel."""
+    z_a, z_b = np.asarray(z_a, np.float64), np.asarray(z_b, np.float64)
+    ts = np.asarray(ts, np.float64)[:, None]
+    if kind == "linear":
+        out = (1.0 - ts) * z_a + ts * z_b
+    elif kind == "slerp":
+        cos = np.dot(z_a, z_b) / (np.linalg.norm(z_a) * np.linalg.norm(z_b) + 1e-12)
+        omega = np.arccos(np.clip(cos, -1.0, 1.0))
+        if np.sin(omega) < 1e-6:
+            out = (1.0 - ts) * z_a + ts * z_b
+        else:
+            out = (np.sin((1.0 - ts) * omega) * z_a + np.sin(ts * omega) * z_b) / np.sin(omega)
+    else:
+        raise ValueError(f"unknown interpolation '{kind}': use linear or slerp")
+    out[ts[:, 0] == 0.0] = z_a
+    out[ts[:, 0] == 1.0] = z_b
+    return out.astype(np.float32)
