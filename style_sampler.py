@@ -65,12 +65,21 @@ def style_pairs(names, chosen: str) -> list[tuple[int, int]]:
 
 
 def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone."""
+    """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone. With a
+    covariance in latents.npz (VAEs since issue 12) the draws follow it; older files give per-dimension draws."""
+    from vae_keras import covariance_factor
+
     a, b = pairs[p % len(pairs)]
     rng = np.random.default_rng([config.seed, p])
-    mean, std, temp = latents["mean"], latents["std"], config.temperature
-    z_a = mean[a] + temp * std[a] * rng.standard_normal(mean.shape[1])
-    z_b = mean[b] + temp * std[b] * rng.standard_normal(mean.shape[1])
+    mean, temp = latents["mean"], config.temperature
+
+    def draw(k):
+        e = rng.standard_normal(mean.shape[1])
+        spread = covariance_factor(latents["cov"][k]) @ e if "cov" in latents else latents["std"][k] * e
+        return mean[k] + temp * spread
+
+    z_a = draw(a)
+    z_b = draw(b)
     return a, b, z_a, z_b
 
 

@@ -47,6 +47,8 @@ SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 class StylizerConfig(RunControl):
     styles: str = ""                 # sampler folder (VAE-sampled styles)
     style_images: tuple = ()         # or 1-2 style images (single style / direct Gram mixing baselines)
+    style_crop_size: int = 0         # with style images: Gram targets of random crops of this size (0: whole image)
+    strength_draw: str = "uniform"   # with two style images: t ~ U(0, 1), or "ends": t in {0, 1} only
     content: str = str(DEFAULT_CONTENT)
     conditioning: str = "channels"
     size: int = 224
@@ -323,6 +325,19 @@ def style_image_grams(paths, size: int, vgg, layers):
     return [compute_grams([im], vgg, layers) for im in images]
 
 
+def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
+    """Per style image, the Grams of `crops` random style_crop_size crops of it resized so its shorter side is
+    `size`: the real-crop control of the VAE route (the crops a VAE trained with --style-size SIZE sees)."""
+    rng = np.random.default_rng([config.seed, 2718])
+    out = []
+    for path in config.style_images:
+        image = iu.resize_short_side(iu.load_image(path), config.size)
+        batch = [iu.random_crop(image, config.style_crop_size, rng, scale=(0.7, 1.5), flip=True, rotate90=True)
+                 for _ in range(crops)]
+        out.append(compute_grams(batch, vgg, layers))
+    return out
+
+
 class StyleTargets:
     """Draws (conditioning weights, Gram targets) for a batch. Three sources share this code:
     VAE samples (a sample per example), one style image, or two style images mixed by a uniform strength."""
@@ -333,22 +348,35 @@ class StyleTargets:
             self.weights, self.grams, self.names = load_sample_styles(Path(config.styles), vgg, layers)
             self.mode = "samples"
         else:
-            self.image_grams = style_image_grams(config.style_images, config.size, vgg, layers)
+            if config.style_crop_size:
+                self.image_grams = style_crop_grams(config, vgg, layers)
+            else:
+                self.image_grams = style_image_grams(config.style_images, config.size, vgg, layers)
             self.names = [Path(p).stem for p in config.style_images]
             self.mode = "images"
+        self.ends_only = config.strength_draw == "ends"
         self.num_styles = len(self.names)
+
+    def pick(self, k: int, rng: np.random.Generator, batch_size: int) -> dict:
+        """Gram targets of style k for a batch: its whole-image Gram, or a random crop's Gram per example."""
+        grams = self.image_grams[k]
+        count = len(grams[self.layers[0]])
+        idx = rng.integers(0, count, batch_size) if count > 1 else np.zeros(batch_size, int)
+        return {name: grams[name][idx] for name in self.layers}
 
     def batch(self, rng: np.random.Generator, batch_size: int):
         if self.mode == "samples":
             idx = rng.integers(0, len(self.weights), batch_size)
             return self.weights[idx], {name: self.grams[name][idx] for name in self.layers}
         if self.num_styles == 1:
-            return (np.ones((batch_size, 1), np.float32),
-                    {name: np.repeat(self.image_grams[0][name], batch_size, 0) for name in self.layers})
-        t = rng.uniform(0.0, 1.0, (batch_size, 1)).astype(np.float32)
+            return np.ones((batch_size, 1), np.float32), self.pick(0, rng, batch_size)
+        if self.ends_only:
+            t = rng.integers(0, 2, (batch_size, 1)).astype(np.float32)
+        else:
+            t = rng.uniform(0.0, 1.0, (batch_size, 1)).astype(np.float32)
         w = np.concatenate([1.0 - t, t], axis=1)
-        grams = {name: w[:, 0, None, None] * self.image_grams[0][name] + w[:, 1, None, None] * self.image_grams[1][name]
-                 for name in self.layers}
+        a, b = self.pick(0, rng, batch_size), self.pick(1, rng, batch_size)
+        grams = {name: w[:, 0, None, None] * a[name] + w[:, 1, None, None] * b[name] for name in self.layers}
         return w, grams
 
 
@@ -992,6 +1020,10 @@ def _add_train_args(p):
     p.add_argument("--styles", default="", metavar="SAMPLES_DIR", help="a style_sampler.py output folder")
     p.add_argument("--style-image", action="append", default=[], metavar="IMG",
                    help="instead of --styles: one image (single-style baseline) or two (direct Gram mixing)")
+    p.add_argument("--style-crop-size", type=int, default=d.style_crop_size, metavar="PX",
+                   help="with --style-image: Gram targets of random PX crops (0: the whole image)")
+    p.add_argument("--strength-draw", choices=("uniform", "ends"), default=d.strength_draw,
+                   help="with two --style-image: strengths drawn uniformly, or only 0 and 1")
     p.add_argument("--content", default=d.content, help="content images, searched recursively")
     p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--conditioning", choices=CONDITIONINGS, default=None,

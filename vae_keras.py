@@ -265,21 +265,36 @@ def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
 
 
 def encode_styles(vae: VAE, styles, names, config: VAEConfig, crops: int, batch_size: int = 32) -> dict:
-    """Mean and std of each style's posterior means over `crops` random crops: the per-style latent Gaussians."""
+    """Each style's codes over `crops` random crops, summarised as a Gaussian: mean and per-dimension std of the
+    posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance: codes of real crops are correlated across
+    dimensions, and independent draws per dimension land off the codes the decoder has seen."""
     rng = np.random.default_rng([config.seed, 424242])
-    means, stds = [], []
+    means, stds, covs = [], [], []
     for style in styles:
-        mus = []
+        mus, variances = [], []
         for start in range(0, crops, batch_size):
             n = min(batch_size, crops - start)
             batch = np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True,
                                              rotate90=True) for _ in range(n)])
-            mus.append(vae.encode(batch)[0])
-        mus = np.concatenate(mus)
+            mean, logvar = vae.encode(batch)
+            mus.append(mean)
+            variances.append(np.exp(logvar))
+        mus = np.concatenate(mus).astype(np.float64)
         means.append(mus.mean(0))
         stds.append(mus.std(0))
+        # The aggregate posterior: the spread of the codes plus each code's own posterior variance, which the
+        # decoder also saw in training (z = mean + sigma * eps).
+        posterior = np.concatenate(variances).astype(np.float64).mean(0)
+        covs.append(np.atleast_2d(np.cov(mus, rowvar=False, bias=True)) + np.diag(posterior))
     return {"styles": np.array(names), "mean": np.stack(means).astype(np.float32),
-            "std": np.stack(stds).astype(np.float32), "crops": np.int64(crops)}
+            "std": np.stack(stds).astype(np.float32), "cov": np.stack(covs).astype(np.float32),
+            "crops": np.int64(crops)}
+
+
+def covariance_factor(cov: np.ndarray) -> np.ndarray:
+    """A matrix L with L L^T = cov (a symmetric square root, so a rank-deficient covariance works too)."""
+    w, v = np.linalg.eigh(np.asarray(cov, np.float64))
+    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
 def save_latents(run_dir, latents: dict) -> Path:

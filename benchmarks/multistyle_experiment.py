@@ -1,20 +1,23 @@
-"""Does one network for a continuum of styles cost quality? Trains, with the same step budget, data and seed:
-single-style nets for A and for B, multi-style `channels` and `cin` nets on VAE-sampled styles, and the direct
-Gram-mixing baseline (no VAE, `channels`). Then, on held-out content, it compares each multi-style net at strength 0
-and 1 with the single-style net of that style (content + style loss against the real style image), and measures
-how monotonically the output moves from A to B (Spearman of strength vs style loss to A).
+"""Does one network for a continuum of styles cost quality, and do the VAE's samples help or hurt? Trains, with the
+same step budget, content and seed: single-style nets for A and for B; the direct Gram-mixing net (no VAE); two
+real-crop controls (Gram targets of random crops of A and B at the VAE's crop size: strengths 0/1 only, and mixed
+by t); and nets on the samples of each VAE variant. On held-out photographs it compares each multi-style net at
+strength 0 and 1 with the single-style net of that style (content + style loss against the real painting) and
+measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A). Each VAE's
+samples are measured first with benchmarks/sample_fidelity.py.
 
-    python benchmarks/multistyle_experiment.py                    # small CPU config (see --help for its budget)
-    python benchmarks/multistyle_experiment.py --size 256 --steps 20000 --vae-size 224 --vae-steps 20000 \
-        --content res/coco/train2014/train2014                       # the full configuration, for a GPU
+    python benchmarks/multistyle_experiment.py                      # the CPU configuration (about an hour here)
+    python benchmarks/multistyle_experiment.py --long-steps 2000    # plus a longer single-style net vs Gatys
+    python benchmarks/multistyle_experiment.py --size 256 --steps 20000 --vae-size 224 --vae-steps 20000 \\
+        --content res/coco/train2014/train2014                         # the full configuration, for a GPU
 
 Defaults: styles starry_night and the_scream from ../shared/data/styles (built-in styles if absent); training
-content: the built-in content set (or --content); held-out content: ../shared/data/content (or built-in scenes
-with other seeds). Runs live under runs/experiment/ and resume if interrupted. Writes docs/multistyle_sweeps.png
-and runs/experiment/results.json. Targets: loss at strengths 0 and 1 <= 1.10x the single-style nets;
-Spearman >= 0.95.
+content: the 12 photographs of ../shared/data/content-train (built-in content if absent); held-out content:
+../shared/data/content. Runs live under runs/experiment/ and resume if interrupted. Writes docs/multistyle_sweeps.png
+and runs/experiment/results.json. Targets: loss at strengths 0 and 1 <= 1.10x the single-style nets; Spearman >= 0.95.
 """
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -23,13 +26,20 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import image_utilities as iu  # noqa: E402
+import sample_fidelity  # noqa: E402
 import style_sampler  # noqa: E402
 import stylizer as S  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+# VAE variants: today's gram VAE, and the continuum VAE (issue 12). Same steps, crops and seed.
+VAE_VARIANTS = {
+    "gram": [],
+    "continuum": ["--noise-channels", "4", "--path-weight", "1", "--endpoint-weight", "1", "--diversity-weight", "1"],
+}
 
 
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
@@ -41,83 +51,106 @@ def held_out_content(size: int, folder=None) -> list[np.ndarray]:
 
 def losses_against(net, images, weights, target, config, vgg, layers):
     """Mean content + style loss (with the training weights) of the net's outputs against real style Grams."""
+    out = np.asarray(net({"image": images, "weights": np.repeat(weights[None], len(images), 0)}, training=False))
+    total, style = image_losses(out, images, target, config, vgg, layers)
+    return total, style, out
+
+
+def image_losses(out, images, target, config, vgg, layers):
     import tensorflow as tf
 
     from perceptual import content_loss, gram_matrix, style_loss
 
-    out = np.asarray(net({"image": images, "weights": np.repeat(weights[None], len(images), 0)}, training=False))
     fo, fc = vgg(out), vgg(images)
     c = content_loss(fo["relu2_2"], fc["relu2_2"])
     s = style_loss({n: gram_matrix(fo[n]) for n in layers}, target, layers)
-    total = config.content_weight * c + config.style_weight * s
-    return float(tf.reduce_mean(total)), float(tf.reduce_mean(s)), out
+    return float(tf.reduce_mean(config.content_weight * c + config.style_weight * s)), float(tf.reduce_mean(s))
+
+
+def default_inputs(args, out: Path):
+    styles = args.style or [str(SHARED / "styles" / n) for n in ("starry_night.jpg", "the_scream.jpg")
+                            if (SHARED / "styles" / n).exists()]
+    if len(styles) != 2:
+        styles = [str(p) for p in iu.write_defaults(out / "defaults", 512)["styles"]]
+    content = args.content
+    if content is None:
+        content = SHARED / "content-train"
+        if not content.is_dir():
+            content = out / "defaults" / "content"
+            iu.write_defaults(out / "defaults", 256)
+    return styles, content
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--style", action="append", default=[])
-    ap.add_argument("--content", type=Path, help="training content folder (default: built-in content)")
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--style", action="append", default=[], help="the two styles (default: Starry Night, Scream)")
+    ap.add_argument("--content", type=Path, help="training content folder (default: ../shared/data/content-train)")
     ap.add_argument("--held-out", type=Path, help="held-out content folder (default: ../shared/data/content)")
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=128, help="stylizer training crop size")
     ap.add_argument("--steps", type=int, default=400, help="training steps of every stylizer")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--vae-size", type=int, default=64)
-    ap.add_argument("--vae-steps", type=int, default=1500)
-    ap.add_argument("--pairs", type=int, default=24)
-    ap.add_argument("--vae-recons", default="mse,gram", help="VAE reconstruction losses to compare")
-    ap.add_argument("--strengths", type=int, default=11)
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment")
-    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png")
+    ap.add_argument("--batch-size", type=int, default=4, help="stylizer batch size")
+    ap.add_argument("--vae-size", type=int, default=64, help="VAE crop size")
+    ap.add_argument("--vae-steps", type=int, default=1000, help="training steps of every VAE")
+    ap.add_argument("--vaes", default=",".join(VAE_VARIANTS), help="VAE variants to compare")
+    ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
+    ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
+    ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
+    ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="sweep figure")
     args = ap.parse_args(argv)
 
-    styles = args.style or [str(SHARED / "styles" / n) for n in ("starry_night.jpg", "the_scream.jpg")
-                            if (SHARED / "styles" / n).exists()]
     out = args.out
-    if len(styles) != 2:
-        defaults = iu.write_defaults(out / "defaults", 512)
-        styles = [str(p) for p in defaults["styles"]]
-    content = args.content
-    if content is None:
-        content = out / "defaults" / "content"
-        iu.write_defaults(out / "defaults", 256)
+    out.mkdir(parents=True, exist_ok=True)
+    styles, content = default_inputs(args, out)
     t_start = time.perf_counter()
-    timings = {}
+    timings, fidelity = {}, {}
+
+    # Wall-clock seconds of each stage, kept in timings.json, so a resumed experiment reports the time a stage took
+    # when it ran, not the instant it takes to find it finished.
+    timings_path = out / "timings.json"
+    timings.update(json.loads(timings_path.read_text()) if timings_path.exists() else {})
 
     def timed(name, fn):
         t0 = time.perf_counter()
         code = fn()
-        timings[name] = time.perf_counter() - t0
         if code != 0:
             raise SystemExit(f"{name} failed with exit code {code}")
+        if name not in timings:
+            timings[name] = time.perf_counter() - t0
+            iu.atomic_write_json(timings_path, timings)
 
-    # 1. A VAE and its samples per reconstruction loss (run names: vae, samples for mse; vae_gram, samples_gram ...)
-    recons = args.vae_recons.split(",")
-    suffix = {r: "" if r == "mse" else f"_{r}" for r in recons}
-    for recon in recons:
-        vae_dir, samples_dir = out / f"vae{suffix[recon]}", out / f"samples{suffix[recon]}"
+    # 1. A VAE and its samples per variant, and the samples' own measures.
+    vaes = args.vaes.split(",")
+    for name in vaes:
+        vae_dir, samples_dir = out / f"vae_{name}", out / f"samples_{name}"
         vae_cmd = ["train", "--run-dir", str(vae_dir), "--size", str(args.vae_size), "--style-size", str(args.size),
                    "--latent-dim", "32", "--steps", str(args.vae_steps), "--batch-size", "16", "--lr", "1e-3",
-                   "--beta", "0.02", "--recon", recon, "--log-every", "250", "--snapshot-every", "500",
-                   "--encode-crops", "256"]
+                   "--beta", "0.02", "--recon", "gram", "--log-every", "250", "--snapshot-every", "250",
+                   "--encode-crops", "256", *VAE_VARIANTS[name]]
         for s in styles:
             vae_cmd += ["--style", s]
-        timed(f"vae{suffix[recon]}", lambda cmd=vae_cmd: V.main(cmd))
-        timed(f"sampler{suffix[recon]}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
+        timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd))
+        timed(f"sampler_{name}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
             ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--steps", "9"]))
+        fidelity[name] = sample_fidelity.measure(samples_dir)["summary"]
+
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
               str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),
               "--checkpoint-every", "100"]
+    both = ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"]
     runs = {
         "single_A": ["--style-image", styles[0], "--conditioning", "none"],
         "single_B": ["--style-image", styles[1], "--conditioning", "none"],
-        "mix_channels": ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"],
+        "mix_channels": both,
+        "crops_ends": [*both, "--style-crop-size", str(args.vae_size), "--strength-draw", "ends"],
+        "crops_mixed": [*both, "--style-crop-size", str(args.vae_size)],
     }
-    for recon in recons:
-        for cond in ("channels", "cin"):
-            runs[f"vae{suffix[recon]}_{cond}"] = ["--styles", str(out / f"samples{suffix[recon]}"),
-                                                  "--conditioning", cond]
+    for name in vaes:
+        runs[f"vae_{name}_channels"] = ["--styles", str(out / f"samples_{name}"), "--conditioning", "channels"]
+    runs[f"vae_{vaes[-1]}_cin"] = ["--styles", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
     S.set_precision("float32")
@@ -130,36 +163,72 @@ def main(argv=None) -> int:
     images = np.stack(held_out_content(args.size, args.held_out))
     nets = {name: S.load_stylizer(out / name) for name in runs}
     config = nets["mix_channels"][1]
-    single = {0: losses_against(nets["single_A"][0], images, np.ones(1, np.float32), targets[0], config, vgg,
-                                layers)[0],
-              1: losses_against(nets["single_B"][0], images, np.ones(1, np.float32), targets[1], config, vgg,
-                                layers)[0]}
+    one = np.ones(1, np.float32)
+    single = {0: losses_against(nets["single_A"][0], images, one, targets[0], config, vgg, layers)[0],
+              1: losses_against(nets["single_B"][0], images, one, targets[1], config, vgg, layers)[0]}
     ts = np.linspace(0.0, 1.0, args.strengths)
-    results, sweeps = {"single_A_loss": single[0], "single_B_loss": single[1]}, {}
-    multi = [name for name in runs if not name.startswith("single")]
-    for name in multi:
+    results = {"single_A_loss": single[0], "single_B_loss": single[1], "sample_fidelity": fidelity}
+    sweeps = {}
+    for name in [n for n in runs if not n.startswith("single")]:
         net = nets[name][0]
-        row, style_to_a, frames = {}, [], []
+        style_to_a, frames, ends = [], [], {}
         for t in ts:
-            w = np.array([1 - t, t], np.float32)
-            _, s_a, outs = losses_against(net, images, w, targets[0], config, vgg, layers)
+            total, s_a, outs = losses_against(net, images, np.array([1 - t, t], np.float32), targets[0], config,
+                                              vgg, layers)
             style_to_a.append(s_a)
             frames.append(outs[0])
-        row["loss_at_0_vs_single"] = losses_against(net, images, np.array([1, 0], np.float32), targets[0], config,
-                                                    vgg, layers)[0] / single[0]
-        row["loss_at_1_vs_single"] = losses_against(net, images, np.array([0, 1], np.float32), targets[1], config,
-                                                    vgg, layers)[0] / single[1]
-        row["spearman_strength_vs_style_loss_to_A"] = S.spearman(ts, style_to_a)
-        row["train_seconds"] = timings[name]
-        results[name] = row
+            if t in (0.0, 1.0):
+                ends[t] = total if t == 0.0 else image_losses(outs, images, targets[1], config, vgg, layers)[0]
+        vae = name.split("_")[1] if name.startswith("vae_") else None
+        results[name] = {"loss_at_0_vs_single": ends[0.0] / single[0], "loss_at_1_vs_single": ends[1.0] / single[1],
+                         "spearman_strength_vs_style_loss_to_A": S.spearman(ts, style_to_a),
+                         "train_seconds": timings[name],
+                         "vae_train_seconds": timings.get(f"vae_{vae}") if vae else None}
         sweeps[name] = frames
     results["single_train_seconds"] = {k: timings[k] for k in ("single_A", "single_B")}
+    results["vae_train_seconds"] = {k: timings[f"vae_{k}"] for k in vaes}
+    if args.long_steps:
+        results["long"] = long_configuration(args, styles, content, images, targets, vgg, layers, out)
     results["config"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     results["styles"] = styles
     results["total_minutes"] = (time.perf_counter() - t_start) / 60
     iu.atomic_write_json(out / "results.json", results)
+    write_figure(args.figure, nets, images, sweeps, ts)
+    print_tables(results, sweeps, vaes, timings)
+    print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
+    return 0
 
-    # 4. Figure: methods (rows) x strength (columns) on the first held-out image, plus the single-style nets.
+
+def long_configuration(args, styles, content, images, targets, vgg, layers, out: Path) -> dict:
+    """A single-style net trained --long-steps in bfloat16, against Gatys et al. 2016 optimisation of each held-out
+    photo with the same VGG losses: the absolute quality a user can expect, as losses relative to Gatys."""
+    name = "single_A_long"
+    t0 = time.perf_counter()
+    code = S.main(["train", "--run-dir", str(out / name), "--style-image", styles[0], "--conditioning", "none",
+                   "--content", str(content), "--size", str(args.size), "--steps", str(args.long_steps),
+                   "--batch-size", str(args.batch_size), "--precision", "mixed_bfloat16", "--seed", "0",
+                   "--log-every", "100", "--snapshot-every", str(args.long_steps), "--checkpoint-every", "250"])
+    if code != 0:
+        raise SystemExit(f"{name} failed with exit code {code}")
+    seconds = time.perf_counter() - t0
+    S.set_precision("float32")
+    net, config, _ = S.load_stylizer(out / name)
+    style = iu.resize_short_side(iu.load_image(styles[0]), args.size)
+    net_total, net_style, _ = losses_against(net, images, np.ones(1, np.float32), targets[0], config, vgg, layers)
+    gatys = []
+    for image in images:
+        result, _ = S.optimize_image(image, [style], [1.0], args.gatys_iters, config.content_weight,
+                                     config.style_weight, config.tv_weight, log_every=args.gatys_iters)
+        gatys.append(result)
+    gatys_total, gatys_style = image_losses(np.stack(gatys), images, targets[0], config, vgg, layers)
+    return {"steps": args.long_steps, "train_seconds": seconds, "gatys_iters": args.gatys_iters,
+            "net_loss": net_total, "gatys_loss": gatys_total, "net_style_loss": net_style,
+            "gatys_style_loss": gatys_style, "loss_vs_gatys": net_total / gatys_total,
+            "style_loss_vs_gatys": net_style / gatys_style}
+
+
+def write_figure(path: Path, nets, images, sweeps, ts):
+    """Methods (rows) x strength (columns) on the first held-out image, after the single-style nets."""
     cols = [0, len(ts) // 4, len(ts) // 2, 3 * len(ts) // 4, len(ts) - 1]
     a_img = S.stylize_array(nets["single_A"][0], images[0], [1.0])
     b_img = S.stylize_array(nets["single_B"][0], images[0], [1.0])
@@ -170,17 +239,30 @@ def main(argv=None) -> int:
         rows.append([blank] + [frames[i] for i in cols])
         captions.append([name] + [f"t={ts[i]:.2f}" for i in cols])
     grid = iu.image_grid([im for r in rows for im in r], cols=6, captions=[c for r in captions for c in r])
-    iu.save_image(args.figure, iu.resize_max_side(grid, 1200))
+    iu.save_image(path, iu.resize_max_side(grid, 1200))
 
+
+def print_tables(results, sweeps, vaes, timings):
     print("\n| method | loss at 0 vs single A | loss at 1 vs single B | Spearman(strength, style loss to A) | "
-          "train s |\n|---|---|---|---|---|")
+          "train s | VAE train s |\n|---|---|---|---|---|---|")
     for name in sweeps:
         r = results[name]
+        vae_s = f"{r['vae_train_seconds']:.0f}" if r["vae_train_seconds"] else "-"
         print(f"| {name} | {r['loss_at_0_vs_single']:.2f}x | {r['loss_at_1_vs_single']:.2f}x | "
-              f"{r['spearman_strength_vs_style_loss_to_A']:.3f} | {r['train_seconds']:.0f} |")
-    print(f"| single_A / single_B | 1.00x | 1.00x | - | {timings['single_A']:.0f} / {timings['single_B']:.0f} |")
-    print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
-    return 0
+              f"{r['spearman_strength_vs_style_loss_to_A']:.3f} | {r['train_seconds']:.0f} | {vae_s} |")
+    print(f"| single_A / single_B | 1.00x | 1.00x | - | {timings['single_A']:.0f} / {timings['single_B']:.0f} | - |")
+    print("\n| VAE | diversity t=0 / t=1 vs real crops | endpoint Gram error t=0 / t=1 | Spearman mean (min) | "
+          "largest step / mean step (max) | VAE train s |\n|---|---|---|---|---|---|")
+    for name in vaes:
+        f = results["sample_fidelity"][name]
+        print(f"| {name} | {f['diversity_ratio_t0']:.2f}x / {f['diversity_ratio_t1']:.2f}x | "
+              f"{f['gram_error_t0']:.3f} / {f['gram_error_t1']:.3f} | {f['spearman_mean']:.3f} "
+              f"({f['spearman_min']:.3f}) | {f['step_ratio_max']:.2f} | {results['vae_train_seconds'][name]:.0f} |")
+    if "long" in results:
+        r = results["long"]
+        print(f"\nlong single-style net ({r['steps']} steps, bf16, {r['train_seconds']:.0f} s) vs Gatys "
+              f"({r['gatys_iters']} iterations): loss {r['loss_vs_gatys']:.2f}x, style loss "
+              f"{r['style_loss_vs_gatys']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,89 @@
+"""What do the continuum terms cost per VAE training step? Times the compiled step of today's `--recon gram` VAE and
+of the continuum VAE (noise, path, endpoint and diversity terms) in one process, in alternating blocks so that both
+see the same machine load, and prints the ratio (issue 12's target: <= 1.3x).
+
+    python benchmarks/vae_cost.py [--size 64] [--batch-size 16] [--latent-dim 32] [--blocks 6] [--steps 5]
+
+The last line is JSON: seconds per step of each and `continuum_vs_gram`.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import image_utilities as iu  # noqa: E402
+import vae_keras as V  # noqa: E402
+
+CONTINUUM = {"noise_channels": 4, "path_weight": 1.0, "endpoint_weight": 1.0, "diversity_weight": 10.0}
+
+
+def build(config: V.VAEConfig, styles):
+    """A step function of `config` (fresh weights) and a function that runs it on step n's batch."""
+    import keras
+    import tensorflow as tf
+
+    from perceptual import vgg_features
+    from run_dir import make_strategy, per_replica
+
+    strategy = make_strategy("default")
+    vae = V.VAE(config)
+    optimizer = keras.optimizers.Adam(config.lr)
+    vgg = vgg_features(config.vgg_layers())
+    grams = V.mean_style_grams(styles, config, vgg, crops=32) if config.endpoint_weight else None
+    step = V.make_train_step(vae, optimizer, config, strategy, vgg, grams)
+
+    def run(n):
+        rng = V.batch_rng(config.seed, n)
+        images, labels = V.crop_batch(styles, config, rng, config.batch_size)
+        t = rng.uniform(0.0, 1.0, config.batch_size // 2).astype(np.float32)
+        eps, noise = V.step_noise(config, n)
+        dist = per_replica(strategy, config.batch_size, images, labels.astype(np.int32), eps, noise)
+        dist_t = per_replica(strategy, config.batch_size // 2, t)[0]
+        out = step(*dist, dist_t, tf.constant(0.02, tf.float32))
+        return float(out["loss"])
+    return run
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--size", type=int, default=64, help="VAE crop size")
+    ap.add_argument("--batch-size", type=int, default=16, help="batch size")
+    ap.add_argument("--latent-dim", type=int, default=32, help="latent dimensions")
+    ap.add_argument("--blocks", type=int, default=6, help="timed blocks per variant, alternating")
+    ap.add_argument("--steps", type=int, default=5, help="steps per block")
+    args = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = iu.write_defaults(Path(tmp), 256)["styles"]
+        base = V.VAEConfig(styles=tuple(map(str, paths)), size=args.size, latent_dim=args.latent_dim,
+                           batch_size=args.batch_size, recon="gram", style_size=128)
+        styles = V.load_styles(base.styles, base.size, base.style_size)
+        variants = {"gram": build(base, styles),
+                    "continuum": build(V.VAEConfig(**{**base.__dict__, **CONTINUUM}), styles)}
+    for run in variants.values():  # trace and warm up
+        run(0), run(1)
+    seconds = {name: [] for name in variants}
+    for block in range(args.blocks):
+        for name, run in variants.items():
+            t0 = time.perf_counter()
+            for n in range(args.steps):
+                run(2 + block * args.steps + n)
+            seconds[name].append((time.perf_counter() - t0) / args.steps)
+    per_step = {name: float(np.median(v)) for name, v in seconds.items()}
+    ratio = per_step["continuum"] / per_step["gram"]
+    print(f"gram VAE step {per_step['gram'] * 1000:.0f} ms, continuum VAE step {per_step['continuum'] * 1000:.0f} ms"
+          f" (median of {args.blocks} alternating blocks of {args.steps}): {ratio:.2f}x (target <= 1.3x)")
+    print(json.dumps({"gram_s_per_step": per_step["gram"], "continuum_s_per_step": per_step["continuum"],
+                      "continuum_vs_gram": ratio}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
