@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (Run, RunControl, RunError, add_run_args, config_from_args, make_strategy, per_replica,
-                     read_config, restore_latest, task_role)
+from run_dir import (Run, RunControl, RunError, add_run_args, config_from_args, distributed_step, make_strategy,
+                     per_replica, read_config, restore_latest, task_role)
 
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
@@ -460,7 +460,6 @@ def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, la
 
     global_batch = float(config.batch_size)
 
-    @tf.autograph.experimental.do_not_convert  # plain tensor code; AutoGraph's closure check trips on it
     def replica_step(content, weights, target_grams):
         with tf.GradientTape() as tape:
             out = net({"image": content, "weights": weights}, training=True)
@@ -477,12 +476,7 @@ def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, la
         share = lambda v: tf.reduce_sum(v) / global_batch  # noqa: E731
         return {"loss": loss, "content": share(c), "style": share(s), "tv": share(tv)}
 
-    @tf.function
-    def train_step(content, weights, target_grams):
-        per = strategy.run(replica_step, args=(content, weights, target_grams))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
-
-    return train_step
+    return distributed_step(strategy, replica_step)
 
 
 def snapshot_weights(num_styles: int, strengths=SNAPSHOT_STRENGTHS) -> np.ndarray:
