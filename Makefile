@@ -42,7 +42,7 @@ bench: weights
 demo: weights
 	@mkdir -p $(DEMO)
 	@echo "== stage 1: built-in default styles and content"
-	$(PY) image_utilities.py defaults --out $(RES)
+	$(PY) builtin_images.py --out $(RES)
 	$(PY) image_utilities.py grid $(RES)/styles/*.png --out $(DEMO)/default_styles.png
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
 	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
@@ -54,8 +54,8 @@ demo: weights
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
 		--steps 8 --save $(DEMO)/vae_interpolation.png
 	@echo "== stage 3: sample interpolated styles from the VAE"
-	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --steps 9
-	$(PY) image_utilities.py inspect $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
+	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9
+	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --styles $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import io
 import json
 import os
@@ -33,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
+import style_sampler
 from run_dir import (Run, RunControl, RunError, add_run_args, config_from_args, distributed_step, make_strategy,
                      per_replica, read_config, restore_latest, task_role)
 
@@ -259,10 +259,6 @@ def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = 
 # --------------------------------------------------------------------------------------------------------------------
 # Style targets
 
-def manifest_sha(folder: Path) -> str:
-    return hashlib.sha256((folder / "manifest.jsonl").read_bytes()).hexdigest()
-
-
 def compute_grams(images, vgg, layers, batch_size: int = 8) -> dict[str, np.ndarray]:
     from perceptual import gram_matrix
 
@@ -275,23 +271,18 @@ def compute_grams(images, vgg, layers, batch_size: int = 8) -> dict[str, np.ndar
 
 
 def load_sample_styles(folder: Path, vgg, layers, quiet=False):
-    """Style weights [N, S] and Gram targets {layer: [N, C, C]} of a sampler folder, from the cache grams.npz when
-    it matches the manifest, else computed (and cached). Unreadable samples are skipped and counted."""
+    """Style weights [N, S], Gram targets {layer: [N, C, C]} and style names of a sample folder, from its Gram cache
+    when that matches the manifest, else computed (and cached). Unreadable samples are skipped and counted."""
     folder = Path(folder)
-    if not (folder / "manifest.jsonl").exists():
-        raise RunError(f"{folder}: not a style sample folder (no manifest.jsonl); run style_sampler.py first")
-    entries = iu.read_manifest(folder / "manifest.jsonl")
+    if not (folder / style_sampler.MANIFEST).exists():
+        raise RunError(f"{folder}: not a style sample folder (no {style_sampler.MANIFEST}); run style_sampler.py "
+                       "first")
+    entries = style_sampler.read_manifest(folder)
     if not entries:
-        raise RunError(f"{folder / 'manifest.jsonl'}: empty")
-    sha = manifest_sha(folder)
-    cache = folder / "grams.npz"
-    if cache.exists():
-        try:
-            with np.load(cache) as z:
-                if str(z["manifest_sha256"]) == sha and list(z["layers"]) == list(layers):
-                    return z["weights"], {name: z[name] for name in layers}, [str(n) for n in z["style_names"]]
-        except (OSError, ValueError, KeyError):
-            pass  # a stale or broken cache is simply rebuilt
+        raise RunError(f"{folder / style_sampler.MANIFEST}: empty")
+    cached = style_sampler.read_gram_cache(folder, layers)
+    if cached is not None:
+        return cached
     images, weights, bad = [], [], 0
     for e in entries:
         try:
@@ -303,17 +294,12 @@ def load_sample_styles(folder: Path, vgg, layers, quiet=False):
     if not images:
         raise RunError(f"{folder}: no readable style samples")
     if not quiet:
-        print(f"computing Gram matrices of {len(images)} style samples ({bad} unreadable skipped) -> {cache}",
-              flush=True)
+        print(f"computing Gram matrices of {len(images)} style samples ({bad} unreadable skipped) -> "
+              f"{folder / style_sampler.GRAM_CACHE}", flush=True)
     grams = compute_grams(images, vgg, layers)
-    sampler = folder / "sampler.json"
-    names = json.loads(sampler.read_text())["style_names"] if sampler.exists() else \
-        [f"style_{i}" for i in range(len(weights[0]))]
+    names = style_sampler.style_names(folder, len(weights[0]))
     weights = np.asarray(weights, np.float32)
-    buf = io.BytesIO()
-    np.savez(buf, manifest_sha256=sha, layers=np.array(layers), weights=weights, style_names=np.array(names),
-             **grams)
-    iu.atomic_write_bytes(cache, buf.getvalue())
+    style_sampler.write_gram_cache(folder, layers, weights, grams, names)
     return weights, grams, names
 
 
@@ -393,7 +379,7 @@ class ContentStream:
             if str(path) in self.bad:
                 continue
             try:
-                crops.append(iu.center_crop(iu.resize_short_side(iu.load_image(path), self.size), self.size))
+                crops.append(iu.square_crop(iu.load_image(path), self.size))
             except iu.ImageError as e:
                 self.report_bad(path, e)
         return crops
@@ -916,7 +902,7 @@ def evaluate(net, config: StylizerConfig, names, content_dir, strengths: int = 1
     contents = []
     for f in files:
         try:
-            contents.append(iu.center_crop(iu.resize_short_side(iu.load_image(f), config.size), config.size))
+            contents.append(iu.square_crop(iu.load_image(f), config.size))
         except iu.ImageError as e:
             print(f"skipped {e}", file=sys.stderr)
     if not contents:

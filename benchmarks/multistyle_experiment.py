@@ -24,6 +24,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import builtin_images  # noqa: E402
 import image_utilities as iu  # noqa: E402
 import style_sampler  # noqa: E402
 import stylizer as S  # noqa: E402
@@ -35,8 +36,8 @@ SHARED = ROOT.parent / "shared" / "data"
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
     files = iu.list_images(folder) if folder else (iu.list_images(SHARED / "content") if SHARED.exists() else [])
     if files:
-        return [iu.center_crop(iu.resize_short_side(iu.load_image(f), size), size) for f in files]
-    return [iu._procedural_scene(size, seed) for seed in (11, 12, 13)]
+        return [iu.square_crop(iu.load_image(f), size) for f in files]
+    return [builtin_images.procedural_scene(size, seed) for seed in (11, 12, 13)]
 
 
 def losses_against(net, images, weights, target, config, vgg, layers):
@@ -75,12 +76,12 @@ def main(argv=None) -> int:
                             if (SHARED / "styles" / n).exists()]
     out = args.out
     if len(styles) != 2:
-        defaults = iu.write_defaults(out / "defaults", 512)
+        defaults = builtin_images.write_defaults(out / "defaults", 512)
         styles = [str(p) for p in defaults["styles"]]
     content = args.content
     if content is None:
         content = out / "defaults" / "content"
-        iu.write_defaults(out / "defaults", 256)
+        builtin_images.write_defaults(out / "defaults", 256)
     t_start = time.perf_counter()
     timings = {}
 
@@ -104,7 +105,7 @@ def main(argv=None) -> int:
             vae_cmd += ["--style", s]
         timed(f"vae{suffix[recon]}", lambda cmd=vae_cmd: V.main(cmd))
         timed(f"sampler{suffix[recon]}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
-            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--steps", "9"]))
+            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9"]))
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
               str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),

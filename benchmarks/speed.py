@@ -107,10 +107,11 @@ def torch_train_step(batch: int, size: int, repeats: int) -> float:
 
 def optimize_iteration(size: int) -> float:
     """Seconds per Gatys iteration at `size`, from the difference of two runs (removes set-up and tracing)."""
+    import builtin_images
     import image_utilities as iu
 
-    content = iu.resize(iu.default_content(size)["scene_0"], size, size)
-    style = iu.default_styles(size)["night_swirls"]
+    content = iu.resize(builtin_images.default_content(size)["scene_0"], size, size)
+    style = builtin_images.default_styles(size)["night_swirls"]
     times = {}
     for iters in (2, 8):
         t0 = time.perf_counter()

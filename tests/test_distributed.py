@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import image_utilities as iu
+import builtin_images
 import stylizer as S
 import vae_keras as V
 
@@ -40,7 +40,7 @@ def assert_close_weights(a, b, lr, steps):
 @pytest.fixture(scope="module")
 def styles(tmp_path_factory):
     d = tmp_path_factory.mktemp("dstyles")
-    written = iu.write_defaults(d, 64)
+    written = builtin_images.write_defaults(d, 64)
     return [str(p) for p in written["styles"]], d / "content"
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import builtin_images
 import image_utilities as iu
 import stylizer as S
 from conftest import gradient_image
@@ -15,7 +16,7 @@ from conftest import gradient_image
 def trained(tmp_path_factory):
     """A small two-style run (direct Gram mixing of two built-in styles) trained a few dozen steps."""
     d = tmp_path_factory.mktemp("prod")
-    written = iu.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
+    written = builtin_images.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
     styles = [arg for p in written["styles"] for arg in ("--style-image", str(p))]
     run = d / "run"
     assert S.main(["train", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
@@ -100,8 +101,8 @@ def test_export_savedmodel_and_tflite_match_stylize(trained, tmp_path):
 
 def test_optimize_lowers_style_loss(tmp_path, capsys):
     iu.save_image(tmp_path / "c.png", gradient_image(64, 64))
-    iu.save_image(tmp_path / "s1.png", iu.default_styles(64)["honeycomb"])
-    iu.save_image(tmp_path / "s2.png", iu.default_styles(64)["night_swirls"])
+    iu.save_image(tmp_path / "s1.png", builtin_images.default_styles(64)["honeycomb"])
+    iu.save_image(tmp_path / "s2.png", builtin_images.default_styles(64)["night_swirls"])
     assert S.main(["optimize", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s1.png"),
                    "--style", str(tmp_path / "s2.png"), "--weights", "0.7,0.3", "--iters", "20", "--size", "64",
                    "--out", str(tmp_path / "o.png")]) == 0

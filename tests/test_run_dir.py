@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import image_utilities as iu
+import builtin_images
 import run_dir
 import vae_keras as V
 from conftest import snapshot_image_steps
 
 
 def test_vae_snapshots_reach_tensorboard(tmp_path):
-    styles = iu.write_defaults(tmp_path / "res", 64)["styles"]
+    styles = builtin_images.write_defaults(tmp_path / "res", 64)["styles"]
     run = tmp_path / "vae"
     assert V.main(["train", "--run-dir", str(run), "--size", "64", "--latent-dim", "8", "--width", "4", "--steps",
                    "4", "--batch-size", "2", "--encode-crops", "2", "--snapshot-every", "2",

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import builtin_images
 import image_utilities as iu
 import style_sampler as SS
 import stylizer as S
@@ -15,7 +16,7 @@ from conftest import gradient_image
 @pytest.fixture(scope="module")
 def content_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("content")
-    for name, im in iu.default_content(72).items():
+    for name, im in builtin_images.default_content(72).items():
         iu.save_image(d / "sub" / f"{name}.png", im)
     iu.save_image(d / "photo.jpg", gradient_image(50, 70))
     good = (d / "photo.jpg").read_bytes()
@@ -27,10 +28,10 @@ def content_dir(tmp_path_factory):
 def samples(tmp_path_factory):
     """A 4-step 64 px VAE and a 3x5 sample folder from it."""
     d = tmp_path_factory.mktemp("pipeline")
-    args = [arg for p in iu.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
+    args = [arg for p in builtin_images.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
     assert V.main(["train", "--run-dir", str(d / "vae"), "--size", "64", "--latent-dim", "16", "--width", "8",
                    "--steps", "4", "--batch-size", "2", "--encode-crops", "4", *args]) == 0
-    assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--steps", "5"]) == 0
+    assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--points", "5"]) == 0
     return d / "samples"
 
 
