@@ -55,22 +55,26 @@ def losses_against(net, images, weights, target, config, vgg, layers):
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--style", action="append", default=[])
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
+    ap.add_argument("--style", action="append", default=[], metavar="IMG",
+                    help="a style image, twice: A then B (default: starry_night and the_scream, else built-in)")
     ap.add_argument("--content", type=Path, help="training content folder (default: built-in content)")
     ap.add_argument("--held-out", type=Path, help="held-out content folder (default: ../shared/data/content)")
-    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--size", type=int, default=128, help="stylizer training crop (and style scale), in pixels")
     ap.add_argument("--steps", type=int, default=400, help="training steps of every stylizer")
-    ap.add_argument("--batch-size", type=int, default=4)
-    ap.add_argument("--vae-size", type=int, default=64)
-    ap.add_argument("--vae-steps", type=int, default=1500)
-    ap.add_argument("--pairs", type=int, default=24)
+    ap.add_argument("--batch-size", type=int, default=4, help="stylizer batch")
+    ap.add_argument("--vae-size", type=int, default=64, help="VAE crop size")
+    ap.add_argument("--vae-steps", type=int, default=1500, help="training steps of each VAE")
+    ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--vae-recons", default="mse,gram", help="VAE reconstruction losses to compare")
-    ap.add_argument("--strengths", type=int, default=11)
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment")
-    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png")
+    ap.add_argument("--strengths", type=int, default=11, help="evenly spaced strengths of the evaluation")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="folder of the runs and results")
+    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="the sweep figure")
     args = ap.parse_args(argv)
+    import stylizer_apply as A
+    import stylizer_data as D
+    import stylizer_eval as E
+    import stylizer_net as N
 
     styles = args.style or [str(SHARED / "styles" / n) for n in ("starry_night.jpg", "the_scream.jpg")
                             if (SHARED / "styles" / n).exists()]
@@ -111,23 +115,23 @@ def main(argv=None) -> int:
               str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),
               "--checkpoint-every", "100"]
     runs = {
-        "single_A": ["--style-image", styles[0], "--conditioning", "none"],
-        "single_B": ["--style-image", styles[1], "--conditioning", "none"],
-        "mix_channels": ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"],
+        "single_A": ["--style", styles[0], "--conditioning", "none"],
+        "single_B": ["--style", styles[1], "--conditioning", "none"],
+        "mix_channels": ["--style", styles[0], "--style", styles[1], "--conditioning", "channels"],
     }
     for recon in recons:
         for cond in ("channels", "cin"):
-            runs[f"vae{suffix[recon]}_{cond}"] = ["--styles", str(out / f"samples{suffix[recon]}"),
+            runs[f"vae{suffix[recon]}_{cond}"] = ["--samples", str(out / f"samples{suffix[recon]}"),
                                                   "--conditioning", cond]
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
-    S.set_precision("float32")
+    N.set_precision("float32")
 
     # 3. Evaluation on held-out content against the real style images
     from perceptual import vgg_features
-    layers = list(S.STYLE_LAYERS)
+    layers = list(D.STYLE_LAYERS)
     vgg = vgg_features(sorted(set(layers) | {"relu2_2"}), name="experiment_vgg")
-    targets = S.style_image_grams(styles, args.size, vgg, layers)
+    targets = D.style_image_grams(styles, args.size, vgg, layers)
     images = np.stack(held_out_content(args.size, args.held_out))
     nets = {name: S.load_stylizer(out / name) for name in runs}
     config = nets["mix_channels"][1]
@@ -142,7 +146,7 @@ def main(argv=None) -> int:
         net = nets[name][0]
         row, style_to_a, frames = {}, [], []
         for t in ts:
-            w = np.array([1 - t, t], np.float32)
+            w = N.strength_weights(2, [t])[0]
             _, s_a, outs = losses_against(net, images, w, targets[0], config, vgg, layers)
             style_to_a.append(s_a)
             frames.append(outs[0])
@@ -150,7 +154,7 @@ def main(argv=None) -> int:
                                                     vgg, layers)[0] / single[0]
         row["loss_at_1_vs_single"] = losses_against(net, images, np.array([0, 1], np.float32), targets[1], config,
                                                     vgg, layers)[0] / single[1]
-        row["spearman_strength_vs_style_loss_to_A"] = S.spearman(ts, style_to_a)
+        row["spearman_strength_vs_style_loss_to_A"] = E.spearman(ts, style_to_a)
         row["train_seconds"] = timings[name]
         results[name] = row
         sweeps[name] = frames
@@ -162,8 +166,8 @@ def main(argv=None) -> int:
 
     # 4. Figure: methods (rows) x strength (columns) on the first held-out image, plus the single-style nets.
     cols = [0, len(ts) // 4, len(ts) // 2, 3 * len(ts) // 4, len(ts) - 1]
-    a_img = S.stylize_array(nets["single_A"][0], images[0], [1.0])
-    b_img = S.stylize_array(nets["single_B"][0], images[0], [1.0])
+    a_img = A.stylize_array(nets["single_A"][0], images[0], [1.0])
+    b_img = A.stylize_array(nets["single_B"][0], images[0], [1.0])
     blank = np.ones_like(images[0])
     rows = [[images[0], a_img, blank, blank, blank, b_img]]
     captions = [["content", "single A", "", "", "", "single B"]]
