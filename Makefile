@@ -37,12 +37,12 @@ bench: weights
 	@if ! cmp -s benchmarks/requirements.txt $(VENV)/.bench.installed; then \
 		$(PY) -m pip install --quiet --disable-pip-version-check -r benchmarks/requirements.txt && \
 		cp benchmarks/requirements.txt $(VENV)/.bench.installed; fi
-	$(PY) benchmarks/speed.py --json runs/bench/speed.json
+	$(PY) benchmarks/speed.py --out runs/bench/speed.json
 
 demo: weights
 	@mkdir -p $(DEMO)
 	@echo "== stage 1: built-in default styles and content"
-	$(PY) image_utilities.py defaults --out $(RES)
+	$(PY) builtin_images.py --out $(RES)
 	$(PY) image_utilities.py grid $(RES)/styles/*.png --out $(DEMO)/default_styles.png
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
 	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
@@ -52,13 +52,13 @@ demo: weights
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
-		--steps 8 --save $(DEMO)/vae_interpolation.png
+		--points 8 --save $(DEMO)/vae_interpolation.png
 	@echo "== stage 3: sample interpolated styles from the VAE"
-	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --steps 9
-	$(PY) image_utilities.py inspect $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
+	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9
+	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
-	$(PY) stylizer.py train --styles $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
+	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
 		--size 128 --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 --checkpoint-every 100
 	$(PY) image_utilities.py gif $(DEMO)/stylizer/snapshots $(DEMO)/stylizer_training.gif --fps 3
 	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \

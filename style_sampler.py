@@ -1,15 +1,21 @@
-"""Sample interpolated styles from a trained VAE to disk: the training data of the multi-style stylizer.
+"""Sample interpolated styles from a trained VAE to disk (the training data of the multi-style stylizer), and the one
+reader and writer of such a sample folder's files.
 
-    python style_sampler.py --vae runs/vae --out runs/samples [--pairs 64] [--steps 9] [--interp linear|slerp]
-                            [--styles A,B] [--temperature 1.0] [--seed 0] [--batch-size 32] [--shard i/n] [--verify]
+    python style_sampler.py --vae runs/vae --out runs/samples [--pairs 64] [--points 9] [--interp linear|slerp]
+                            [--pair A,B] [--temperature 1.0] [--seed 0] [--batch-size 32] [--shard i/n]
+    python style_sampler.py --out runs/samples --verify          # manifest, files and sizes agree? (exit 1 if not)
 
 For pair index p a generator seeded by (seed, p) alone draws z_a ~ N(mean_A, (T std_A)^2) and
 z_b ~ N(mean_B, (T std_B)^2) from the per-style latent Gaussians in latents.npz. Drawing both ends of every pair
 independently is the original design's random pairing of A samples with B samples, and it lets any pair be
-regenerated on its own. Each pair is walked at `steps` evenly spaced t = 0 ... 1 (inclusive) and decoded.
+regenerated on its own. Each pair is walked at `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
 
-Output: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image: file, pair,
-t, styles, weights with 1-t for A and t for B in latents.npz order) and `sampler.json` (config + the VAE run used).
+The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
+file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
+run used) and, once a stylizer has read it, `grams.npz` (the Gram matrices of every sample, keyed to the manifest's
+hash). Only the functions under "The sample folder" below touch these files; stylizer_data.py and inspect_images.py
+go through them.
+
 A rerun writes only what is missing and produces byte-identical files: decode batches are fixed blocks of pair
 indices, so an image's bytes never depend on what was already on disk or on the shard. `--shard i/n` writes the
 blocks k with k % n == i; the shards together equal one run, even writing into the same folder at once.
@@ -33,31 +39,151 @@ import numpy as np
 import image_utilities as iu
 from run_dir import RunError
 
-MANIFEST = "manifest.jsonl"
-SAMPLER_JSON = "sampler.json"
-
 
 @dataclasses.dataclass(frozen=True)
 class SamplerConfig:
     vae: str
     pairs: int = 64
-    steps: int = 9
+    points: int = 9
     interp: str = "linear"
-    styles: str = ""
+    pair: str = ""
     temperature: float = 1.0
     seed: int = 0
     batch_size: int = 32
 
+
+# --------------------------------------------------------------------------------------------------------------------
+# The sample folder: the one reader and writer of manifest.jsonl, sampler.json and the Gram cache
+
+MANIFEST, SAMPLER_JSON, GRAM_CACHE = "manifest.jsonl", "sampler.json", "grams.npz"
+LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before issue 11
+
+
+def read_manifest(folder) -> list[dict]:
+    """The manifest's entries in file order ([] without a manifest); a torn last line (a killed writer) is ignored."""
+    path = Path(folder) / MANIFEST
+    entries = []
+    if not path.exists():
+        return entries
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                entries.append(json.loads(line))
+            except json.JSONDecodeError:
+                break
+    return entries
+
+
+def manifest_by_file(folder) -> dict[str, dict]:
+    return {e["file"]: e for e in read_manifest(folder)}
+
+
+def entry_line(entry: dict) -> str:
+    return json.dumps(entry, sort_keys=True) + "\n"
+
+
+@contextlib.contextmanager
+def manifest_lock(folder: Path):
+    """Serialise manifest edits between shards writing into the same folder."""
+    with open(folder / ".manifest.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def append_manifest(folder: Path, entries: list[dict]):
+    with manifest_lock(folder):
+        path = folder / MANIFEST
+        # A killed writer can leave a torn last line: cut it before appending.
+        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
+            good = path.read_bytes().rsplit(b"\n", 1)[0]
+            iu.atomic_write_bytes(path, good + b"\n" if good else b"")
+        with open(path, "a", encoding="utf-8") as f:
+            f.write("".join(entry_line(e) for e in entries))
+            f.flush()
+            os.fsync(f.fileno())
+
+
+def canonicalise_manifest(folder: Path, expected: list[dict]) -> bool:
+    """Once every expected entry is present, rewrite the manifest in (pair, t) order, so a sharded or resumed run
+    ends with the same manifest bytes as a single uninterrupted one. Returns whether it is complete."""
+    with manifest_lock(folder):
+        have = manifest_by_file(folder)
+        if any(e["file"] not in have for e in expected):
+            return False
+        text = "".join(entry_line(e) for e in expected)
+        path = folder / MANIFEST
+        if not path.exists() or path.read_text() != text:
+            iu.atomic_write_text(path, text)
+        return True
+
+
+def read_sampler_json(folder) -> dict | None:
+    """sampler.json with today's key names (None without one)."""
+    path = Path(folder) / SAMPLER_JSON
+    if not path.exists():
+        return None
+    record = json.loads(path.read_text())
+    return {LEGACY_KEYS.get(k, k): v for k, v in record.items()}
+
+
+def check_or_write_config(folder: Path, record: dict):
+    """Write sampler.json for a new folder; refuse (RunError) to add to a folder sampled with other settings."""
+    old = read_sampler_json(folder)
+    if old is None:
+        iu.atomic_write_json(folder / SAMPLER_JSON, record)
+        return
+    for k, v in record.items():
+        if old.get(k) != v:
+            raise RunError(f"{folder / SAMPLER_JSON}: this folder was sampled with {k}={old.get(k)!r}, the command "
+                           f"asks for {k}={v!r}; use another --out (or the folder's own settings)")
+
+
+def style_names(folder, num_styles: int) -> list[str]:
+    """The VAE's style names recorded in sampler.json, or style_0, style_1 ... without one."""
+    record = read_sampler_json(folder) or {}
+    return record.get("style_names") or [f"style_{i}" for i in range(num_styles)]
+
+
+def manifest_sha256(folder) -> str:
+    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()
+
+
+def read_gram_cache(folder, layers):
+    """(weights [N, S], {layer: Grams [N, C, C]}, style names) from the folder's Gram cache, or None when there is
+    none, it is broken, or it was made from another manifest or other layers."""
+    path = Path(folder) / GRAM_CACHE
+    if not path.exists():
+        return None
+    try:
+        with np.load(path) as z:
+            if str(z["manifest_sha256"]) != manifest_sha256(folder) or list(z["layers"]) != list(layers):
+                return None
+            return z["weights"], {name: z[name] for name in layers}, [str(n) for n in z["style_names"]]
+    except (OSError, ValueError, KeyError):
+        return None  # a stale or broken cache is simply rebuilt
+
+
+def write_gram_cache(folder, layers, weights, grams: dict, names) -> Path:
+    return iu.atomic_write_npz(Path(folder) / GRAM_CACHE, {
+        "manifest_sha256": manifest_sha256(folder), "layers": np.array(layers), "weights": weights,
+        "style_names": np.array(names), **grams})
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Sampling
 
 def style_pairs(names, chosen: str) -> list[tuple[int, int]]:
     """The (A, B) style indices pairs cycle through: the chosen pair, or every pair of styles in order."""
     if chosen:
         parts = [s.strip() for s in chosen.split(",")]
         if len(parts) != 2 or parts[0] == parts[1]:
-            raise ValueError(f"--styles takes two different style names, e.g. {names[0]},{names[-1]}")
+            raise ValueError(f"--pair takes two different style names, e.g. {names[0]},{names[-1]}")
         missing = [p for p in parts if p not in names]
         if missing:
-            raise ValueError(f"--styles: no style '{missing[0]}' in this VAE (it has {', '.join(names)})")
+            raise ValueError(f"--pair: no style '{missing[0]}' in this VAE (it has {', '.join(names)})")
         return [(names.index(parts[0]), names.index(parts[1]))]
     if len(names) < 2:
         raise ValueError("the VAE holds a single style; interpolation needs two")
@@ -67,7 +193,7 @@ def style_pairs(names, chosen: str) -> list[tuple[int, int]]:
 def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone. With a
     covariance in latents.npz (VAEs since issue 12) the draws follow it; older files give per-dimension draws."""
-    from vae_keras import covariance_factor
+    from vae_latents import covariance_factor
 
     a, b = pairs[p % len(pairs)]
     rng = np.random.default_rng([config.seed, p])
@@ -102,13 +228,9 @@ def manifest_entry(p: int, t: float, a: int, b: int, names) -> dict:
             "weights": weights}
 
 
-def entry_line(entry: dict) -> str:
-    return json.dumps(entry, sort_keys=True) + "\n"
-
-
 def blocks(config: SamplerConfig) -> list[list[int]]:
     """Pairs grouped into fixed decode batches of whole pairs."""
-    per = max(1, config.batch_size // config.steps)
+    per = max(1, config.batch_size // config.points)
     return [list(range(s, min(s + per, config.pairs))) for s in range(0, config.pairs, per)]
 
 
@@ -122,49 +244,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-@contextlib.contextmanager
-def manifest_lock(out: Path):
-    """Serialise manifest edits between shards writing into the same folder."""
-    with open(out / ".manifest.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def read_manifest_entries(out: Path) -> dict[str, dict]:
-    path = out / MANIFEST
-    return {e["file"]: e for e in iu.read_manifest(path)} if path.exists() else {}
-
-
-def append_manifest(out: Path, entries: list[dict]):
-    with manifest_lock(out):
-        path = out / MANIFEST
-        # A killed writer can leave a torn last line: cut it before appending.
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            good = path.read_bytes().rsplit(b"\n", 1)[0]
-            iu.atomic_write_bytes(path, good + b"\n" if good else b"")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("".join(entry_line(e) for e in entries))
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def canonicalise_manifest(out: Path, expected: list[dict]) -> bool:
-    """Once every expected entry is present, rewrite the manifest in (pair, t) order, so a sharded or resumed run
-    ends with the same manifest bytes as a single uninterrupted one. Returns whether it is complete."""
-    with manifest_lock(out):
-        have = read_manifest_entries(out)
-        if any(e["file"] not in have for e in expected):
-            return False
-        text = "".join(entry_line(e) for e in expected)
-        path = out / MANIFEST
-        if not path.exists() or path.read_text() != text:
-            iu.atomic_write_text(path, text)
-        return True
-
-
 def vae_fingerprint(vae_dir: Path) -> dict:
     import tensorflow as tf
 
@@ -174,39 +253,29 @@ def vae_fingerprint(vae_dir: Path) -> dict:
             "latents_sha256": digest}
 
 
-def check_or_write_config(out: Path, record: dict):
-    path = out / SAMPLER_JSON
-    if path.exists():
-        old = json.loads(path.read_text())
-        for k, v in record.items():
-            if old.get(k) != v:
-                raise RunError(f"{path}: this folder was sampled with {k}={old.get(k)!r}, the command asks for "
-                               f"{k}={v!r}; use another --out (or the folder's own settings)")
-        return
-    iu.atomic_write_json(path, record)
-
-
 def expected_entries(config: SamplerConfig, names) -> list[dict]:
-    pairs = style_pairs(names, config.styles)
-    ts = np.linspace(0.0, 1.0, config.steps)
+    pairs = style_pairs(names, config.pair)
+    ts = np.linspace(0.0, 1.0, config.points)
     return [manifest_entry(p, t, *pairs[p % len(pairs)], names) for p in range(config.pairs) for t in ts]
 
 
 def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) -> dict:
     """Write the missing images and manifest lines of this shard. Returns counts."""
     import keras
-    from vae_keras import interpolate, load_latents, load_vae
+    from vae_keras import load_vae
+    from vae_latents import load_latents
+    from vae_model import interpolate
 
     vae_dir = Path(config.vae)
     vae, vae_config = load_vae(vae_dir)
     latents = load_latents(vae_dir)
     names = [str(n) for n in latents["styles"]]
-    pairs = style_pairs(names, config.styles)
+    pairs = style_pairs(names, config.pair)
     out.mkdir(parents=True, exist_ok=True)
     check_or_write_config(out, {**dataclasses.asdict(config), "vae": str(vae_dir.resolve()),
                                 **vae_fingerprint(vae_dir), "style_names": names, "size": vae_config.size})
-    ts = np.linspace(0.0, 1.0, config.steps)
-    in_manifest = read_manifest_entries(out)
+    ts = np.linspace(0.0, 1.0, config.points)
+    in_manifest = manifest_by_file(out)
     mine = [blk for k, blk in enumerate(blocks(config)) if k % shard[1] == shard[0]]
     todo = []
     for blk in mine:
@@ -227,7 +296,7 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
         images = vae.decode(z, noise)  # the whole block, always: the same batch gives the same bytes
         new_entries = []
         for p, t in missing:
-            i = blk.index(p) * config.steps + int(np.flatnonzero(ts == t)[0])
+            i = blk.index(p) * config.points + int(np.flatnonzero(ts == t)[0])
             path = out / file_name(p, t)
             if not path.exists():
                 iu.save_image(path, images[i])
@@ -249,13 +318,12 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
 
 def verify(out: Path) -> list[str]:
     """Problems found comparing manifest, files and sampler.json; empty when the folder is complete and sound."""
-    problems = []
-    cfg_path = out / SAMPLER_JSON
-    if not cfg_path.exists():
-        return [f"{cfg_path}: missing"]
-    record = json.loads(cfg_path.read_text())
+    record = read_sampler_json(out)
+    if record is None:
+        return [f"{out / SAMPLER_JSON}: missing"]
     config = SamplerConfig(**{f.name: record[f.name] for f in dataclasses.fields(SamplerConfig)})
-    have = read_manifest_entries(out)
+    problems = []
+    have = manifest_by_file(out)
     for e in expected_entries(config, record["style_names"]):
         if e["file"] not in have:
             problems.append(f"{e['file']}: not in {MANIFEST}")
@@ -271,44 +339,57 @@ def verify(out: Path) -> list[str]:
     return problems
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+# --------------------------------------------------------------------------------------------------------------------
+# CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     d = SamplerConfig(vae="")
-    ap.add_argument("--vae", type=Path, help="a trained vae_keras.py run folder (with latents.npz)")
-    ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--pairs", type=int, default=d.pairs)
-    ap.add_argument("--steps", type=int, default=d.steps, help="points per pair, t = 0 ... 1 inclusive")
-    ap.add_argument("--interp", choices=("linear", "slerp"), default=d.interp)
-    ap.add_argument("--styles", default=d.styles, metavar="A,B", help="the style pair (default: cycle all pairs)")
-    ap.add_argument("--temperature", type=float, default=d.temperature)
-    ap.add_argument("--seed", type=int, default=d.seed)
-    ap.add_argument("--batch-size", type=int, default=d.batch_size)
+    ap.add_argument("--vae", type=Path, help="a trained vae_keras.py run folder with latents.npz (needed to sample)")
+    ap.add_argument("--out", type=Path, required=True, help="the sample folder to write (or to --verify)")
+    ap.add_argument("--pairs", type=int, default=d.pairs, help="how many (A, B) latent pairs to draw")
+    ap.add_argument("--points", type=int, default=d.points, help="images per pair, at t = 0 ... 1 inclusive")
+    ap.add_argument("--interp", choices=("linear", "slerp"), default=d.interp,
+                    help="path between the two latents: straight line or great circle")
+    ap.add_argument("--pair", default=d.pair, metavar="A,B",
+                    help="the two styles to interpolate, by name (default: cycle through every pair of styles)")
+    ap.add_argument("--temperature", type=float, default=d.temperature,
+                    help="scale of each style's latent std when drawing (0: the style means)")
+    ap.add_argument("--seed", type=int, default=d.seed, help="pair p draws from a generator seeded by (seed, p)")
+    ap.add_argument("--batch-size", type=int, default=d.batch_size, help="images decoded at once (whole pairs)")
     ap.add_argument("--shard", default="0/1", metavar="i/n", help="write only shard i of n")
-    ap.add_argument("--verify", action="store_true", help="check manifest against files; non-zero on a mismatch")
-    args = ap.parse_args(argv)
+    ap.add_argument("--verify", action="store_true", help="check manifest against files; exit 1 on a mismatch")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     if args.verify:
-        if not args.out.is_dir():
-            return iu.fail(f"{args.out}: no such folder")
-        problems = verify(args.out)
-        for p in problems[:20]:
-            print(f"mismatch: {p}", file=sys.stderr)
-        if problems:
-            return iu.fail(f"{args.out}: {len(problems)} problems", code=1)
-        print(f"{args.out}: manifest and files agree")
-        return 0
+        return verify_command(args.out)
     if args.vae is None:
         return iu.fail("--vae RUN_DIR is required (unless --verify)")
-    if args.pairs < 1 or args.steps < 2 or args.batch_size < 1 or args.temperature < 0:
-        return iu.fail("need --pairs >= 1, --steps >= 2, --batch-size >= 1 and --temperature >= 0")
+    if args.pairs < 1 or args.points < 2 or args.batch_size < 1 or args.temperature < 0:
+        return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1 and --temperature >= 0")
     try:
         shard = parse_shard(args.shard)
-        config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, steps=args.steps, interp=args.interp,
-                               styles=args.styles, temperature=args.temperature, seed=args.seed,
+        config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,
+                               interp=args.interp, pair=args.pair, temperature=args.temperature, seed=args.seed,
                                batch_size=args.batch_size)
         sample(config, args.out, shard)
     except (RunError, ValueError, iu.ImageError) as e:
         return iu.fail(str(e))
+    return 0
+
+
+def verify_command(out: Path) -> int:
+    if not out.is_dir():
+        return iu.fail(f"{out}: no such folder")
+    problems = verify(out)
+    for p in problems[:20]:
+        print(f"mismatch: {p}", file=sys.stderr)
+    if problems:
+        return iu.fail(f"{out}: {len(problems)} problems", code=1)
+    print(f"{out}: manifest and files agree")
     return 0
 
 

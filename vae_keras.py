@@ -31,11 +31,13 @@ from pathlib import Path
 
 import numpy as np
 
+import builtin_images
 import image_utilities as iu
-from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, make_strategy,
-                     per_replica, read_config, restore_latest, task_role)
+from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, distributed_step,
+                     make_strategy, per_replica, read_config, restore_latest, task_role)
+from vae_latents import encode_styles, save_latents
 from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
-                       endpoint_loss, interpolate, kl_divergence, path_loss, reconstruction_loss, texture_grams)
+                       endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
@@ -103,7 +105,7 @@ def load_styles(style_specs, size: int, style_size: int = 0) -> list[np.ndarray]
     builtins = None
     for spec in style_specs:
         if spec.startswith(BUILTIN_PREFIX):
-            builtins = builtins or iu.default_styles(max(512, 2 * size))
+            builtins = builtins or builtin_images.default_styles(max(512, 2 * size))
             name = spec[len(BUILTIN_PREFIX):]
             if name not in builtins:
                 raise iu.ImageError(spec, f"no built-in style of that name (have {', '.join(builtins)})")
@@ -158,7 +160,6 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
     def decode(z, noise):
         return vae.decoder([z, noise] if config.noise_channels else z, training=True)
 
-    @tf.autograph.experimental.do_not_convert  # plain tensor code; AutoGraph's closure check trips on it
     def replica_step(images, labels, eps, noise, t, beta):
         n = tf.shape(images)[0]
         with tf.GradientTape() as tape:
@@ -200,12 +201,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
         optimizer.apply_gradients(zip([g / replicas for g in grads], variables))
         return {"loss": loss, "recon": recon, "kl": kl, **terms}
 
-    @tf.function
-    def train_step(images, labels, eps, noise, t, beta):
-        per = strategy.run(replica_step, args=(images, labels, eps, noise, t, beta))
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
-
-    return train_step
+    return distributed_step(strategy, replica_step)
 
 
 def step_noise(config: VAEConfig, step: int) -> tuple[np.ndarray, np.ndarray]:
@@ -262,46 +258,6 @@ def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
         a, b = i, per + i if len(names) > 1 else i
         quad = iu.quad_figure(crops[a], crops[b], recon[a], recon[b], labels=(names[0], names[min(1, len(names) - 1)]))
         iu.save_image(run.path / f"quad_{i}.png", quad)
-
-
-def encode_styles(vae: VAE, styles, names, config: VAEConfig, crops: int, batch_size: int = 32) -> dict:
-    """Each style's codes over `crops` random crops, summarised as a Gaussian: mean and per-dimension std of the
-    posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance: codes of real crops are correlated across
-    dimensions, and independent draws per dimension land off the codes the decoder has seen."""
-    rng = np.random.default_rng([config.seed, 424242])
-    means, stds, covs = [], [], []
-    for style in styles:
-        mus, variances = [], []
-        for start in range(0, crops, batch_size):
-            n = min(batch_size, crops - start)
-            batch = np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True,
-                                             rotate90=True) for _ in range(n)])
-            mean, logvar = vae.encode(batch)
-            mus.append(mean)
-            variances.append(np.exp(logvar))
-        mus = np.concatenate(mus).astype(np.float64)
-        means.append(mus.mean(0))
-        stds.append(mus.std(0))
-        # The aggregate posterior: the spread of the codes plus each code's own posterior variance, which the
-        # decoder also saw in training (z = mean + sigma * eps).
-        posterior = np.concatenate(variances).astype(np.float64).mean(0)
-        covs.append(np.atleast_2d(np.cov(mus, rowvar=False, bias=True)) + np.diag(posterior))
-    return {"styles": np.array(names), "mean": np.stack(means).astype(np.float32),
-            "std": np.stack(stds).astype(np.float32), "cov": np.stack(covs).astype(np.float32),
-            "crops": np.int64(crops)}
-
-
-def covariance_factor(cov: np.ndarray) -> np.ndarray:
-    """A matrix L with L L^T = cov (a symmetric square root, so a rank-deficient covariance works too)."""
-    w, v = np.linalg.eigh(np.asarray(cov, np.float64))
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
-
-
-def save_latents(run_dir, latents: dict) -> Path:
-    import io
-    buf = io.BytesIO()
-    np.savez(buf, **latents)
-    return iu.atomic_write_bytes(Path(run_dir) / "latents.npz", buf.getvalue())
 
 
 def train(config: VAEConfig, run_dir) -> int:
@@ -365,47 +321,30 @@ def load_vae(run_dir) -> tuple[VAE, VAEConfig]:
     return vae, config
 
 
-def load_latents(run_dir) -> dict:
-    path = Path(run_dir) / "latents.npz"
-    if not path.exists():
-        raise RunError(f"{path}: missing; run `python vae_keras.py encode --run-dir {run_dir}`")
-    try:
-        with np.load(path) as z:
-            latents = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path}: unreadable ({e})") from None
-    for key in ("styles", "mean", "std"):
-        if key not in latents:
-            raise RunError(f"{path}: has no '{key}' array")
-    if latents["mean"].shape != latents["std"].shape or latents["mean"].shape[0] != len(latents["styles"]):
-        raise RunError(f"{path}: inconsistent shapes {latents['mean'].shape} / {latents['std'].shape}")
-    return latents
-
-
 # --------------------------------------------------------------------------------------------------------------------
-# CLI
+# CLI: one small function per subcommand
 
-def _add_train_args(p):
+def add_train_args(p):
     d = VAEConfig()
     p.add_argument("--style", action="append", default=[], metavar="IMG",
                    help="a style image (repeat for each style); default: the built-in night_swirls and honeycomb")
-    p.add_argument("--run-dir", type=Path, required=True)
     p.add_argument("--size", type=int, default=d.size, help="crop size, a multiple of 32")
     p.add_argument("--style-size", type=int, default=d.style_size, metavar="PX",
                    help="resize each style image's shorter side to PX first (0: as is); match the scale at which "
                         "the stylizer will use the style (its --size) so sampled textures have the right scale")
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim)
+    p.add_argument("--latent-dim", type=int, default=d.latent_dim, help="dimensions of the latent code z")
     p.add_argument("--width", type=int, default=d.width, help="channels of the first conv layer")
     p.add_argument("--recon", choices=("mse", "bce", "perceptual", "gram"), default=d.recon,
                    help="gram: texture statistics plus a light feature term (sharp texture for the stylizer)")
-    p.add_argument("--beta", type=float, default=d.beta)
-    p.add_argument("--beta-warmup", type=int, default=d.beta_warmup, metavar="STEPS")
-    p.add_argument("--steps", type=int, default=d.steps)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term")
+    p.add_argument("--beta-warmup", type=int, default=d.beta_warmup, metavar="STEPS",
+                   help="ramp beta linearly from 0 over this many steps (0: no warm-up)")
+    p.add_argument("--steps", type=int, default=d.steps, help="training steps in all (a resumed run continues)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over the replicas")
+    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
     p.add_argument("--clip-norm", type=float, default=d.clip_norm,
                    help="clip the global gradient norm (keeps early KL spikes from blowing up a run)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, crops and noise")
     p.add_argument("--encode-crops", type=int, default=d.encode_crops,
                    help="random crops per style encoded into latents.npz at the end")
     p.add_argument("--noise-channels", type=int, default=d.noise_channels,
@@ -419,67 +358,82 @@ def _add_train_args(p):
     add_run_args(p, d)
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
-    _add_train_args(sub.add_parser("train", help="train (or resume) a VAE run"))
-    p = sub.add_parser("encode", help="write latents.npz: per-style mean/std of latent encodings")
-    p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("--crops", type=int, default=512)
-    p = sub.add_parser("reconstruct", help="encode and decode images (center crops)")
-    p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--out", type=Path, required=True)
-    p = sub.add_parser("sample", help="decode random latents from N(0, I) into a grid")
-    p.add_argument("--run-dir", type=Path, required=True)
-    p.add_argument("--n", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", type=Path, required=True)
-    args = parser.parse_args(argv)
 
+    def command(name, fn, description):
+        p = sub.add_parser(name, help=description, description=description, formatter_class=iu.HelpFormatter)
+        p.add_argument("--run-dir", type=Path, required=True, help="a VAE run folder")
+        p.set_defaults(run=fn)
+        return p
+
+    add_train_args(command("train", train_command, "train (or resume) a VAE run"))
+    p = command("encode", encode_command, "write latents.npz: each style's latent Gaussian")
+    p.add_argument("--crops", type=int, default=512, help="random crops per style to encode")
+    p = command("reconstruct", reconstruct_command, "encode and decode images (center crops)")
+    p.add_argument("images", nargs="+", type=Path, help="images to reconstruct")
+    p.add_argument("--out", type=Path, required=True, help="folder for IMAGE_recon.png")
+    p = command("sample", sample_command, "decode random latents from N(0, I) into a grid")
+    p.add_argument("--n", type=int, default=16, help="how many samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the latents (and decoder noise)")
+    p.add_argument("--out", type=Path, required=True, help="the grid PNG to write")
+    return parser
+
+
+def train_command(args) -> int:
+    if args.steps < 1 or args.batch_size < 1:
+        return iu.fail("--steps and --batch-size must be at least 1")
+    check_size(args.size)
+    continuum = args.path_weight or args.endpoint_weight or args.diversity_weight
+    if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
+        return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
+    if continuum and args.recon not in ("gram", "perceptual"):
+        return iu.fail("the continuum terms compare VGG features: use --recon gram or perceptual")
+    styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)
+    return train(config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles})), args.run_dir)
+
+
+def encode_command(args) -> int:
+    vae, config = load_vae(args.run_dir)
+    styles = load_styles(config.styles, config.size, config.style_size)
+    latents = encode_styles(vae, styles, style_names(config.styles), config, args.crops)
+    print(f"wrote {save_latents(args.run_dir, latents)}")
+    return 0
+
+
+def reconstruct_command(args) -> int:
+    vae, config = load_vae(args.run_dir)
+    bad = 0
+    for path in args.images:
+        try:
+            crop = iu.center_crop(at_training_scale(iu.load_image(path), config.size, config.style_size), config.size)
+        except iu.ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            bad += 1
+            continue
+        out = args.out / f"{path.stem}_recon.png"
+        iu.save_image(out, iu.image_grid([crop, vae.reconstruct(crop[None])[0]], cols=2))
+        print(f"wrote {out}")
+    return iu.fail(f"{bad} of {len(args.images)} images could not be read") if bad else 0
+
+
+def sample_command(args) -> int:
+    vae, config = load_vae(args.run_dir)
+    rng = np.random.default_rng(args.seed)
+    z = rng.standard_normal((args.n, config.latent_dim))
+    noise = decoder_noise(rng, args.n, config.size, config.noise_channels) if config.noise_channels else None
+    iu.save_image(args.out, iu.image_grid(list(vae.decode(z, noise)), cols=math.ceil(math.sqrt(args.n))))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            if args.steps < 1 or args.batch_size < 1:
-                return iu.fail("--steps and --batch-size must be at least 1")
-            check_size(args.size)
-            if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
-                return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
-            if (args.path_weight or args.endpoint_weight or args.diversity_weight) and args.recon not in ("gram", "perceptual"):
-                return iu.fail("--path-weight, --endpoint-weight and --diversity-weight compare VGG features: use --recon gram or perceptual")
-            styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in iu.DEFAULT_STYLES)
-            config = config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles}))
-            return train(config, args.run_dir)
-        vae, config = load_vae(args.run_dir)
-        if args.command == "encode":
-            names = style_names(config.styles)
-            latents = encode_styles(vae, load_styles(config.styles, config.size, config.style_size), names, config,
-                                   args.crops)
-            print(f"wrote {save_latents(args.run_dir, latents)}")
-        elif args.command == "reconstruct":
-            bad = 0
-            for path in args.images:
-                try:
-                    crop = iu.center_crop(at_training_scale(iu.load_image(path), config.size, config.style_size),
-                                          config.size)
-                except iu.ImageError as e:
-                    print(f"error: {e}", file=sys.stderr)
-                    bad += 1
-                    continue
-                out = args.out / f"{path.stem}_recon.png"
-                iu.save_image(out, iu.image_grid([crop, vae.reconstruct(crop[None])[0]], cols=2))
-                print(f"wrote {out}")
-            if bad:
-                return iu.fail(f"{bad} of {len(args.images)} images could not be read")
-        elif args.command == "sample":
-            rng = np.random.default_rng(args.seed)
-            z = rng.standard_normal((args.n, config.latent_dim))
-            noise = decoder_noise(rng, args.n, config.size, config.noise_channels) if config.noise_channels else None
-            iu.save_image(args.out, iu.image_grid(list(vae.decode(z, noise)), cols=math.ceil(math.sqrt(args.n))))
-            print(f"wrote {args.out}")
+        return args.run(args)
     except (iu.ImageError, RunError, ValueError) as e:
         return iu.fail(str(e))
-    return 0
 
 
 if __name__ == "__main__":

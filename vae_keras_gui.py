@@ -1,11 +1,12 @@
 """Interactive viewer of VAE interpolations between two images.
 
-    python vae_keras_gui.py --run-dir runs/vae a.jpg b.jpg [--steps 8] [--interp linear|slerp]
+    python vae_keras_gui.py --run-dir runs/vae a.jpg b.jpg [--points 8] [--interp linear|slerp]
     python vae_keras_gui.py --run-dir runs/vae a.jpg b.jpg --save strip.png     # no display needed
 
 The window shows the two inputs (click one to choose the crop that is encoded), their reconstructions, a slider t in
-[0, 1] with the decoded interpolation, and a strip of --steps decodes from A to B. `--save` renders the strip with
-matplotlib's Agg backend and exits.
+[0, 1] with the decoded interpolation, and a strip of --points decodes from A to B. `--save` renders the strip with
+matplotlib's Agg backend and exits. Holds: Interpolator (the state), save_strip, build_window (testable without a
+display), main.
 """
 from __future__ import annotations
 
@@ -17,14 +18,15 @@ import numpy as np
 
 import image_utilities as iu
 from run_dir import RunError
-from vae_keras import at_training_scale, interpolate, load_vae
+from vae_keras import at_training_scale, load_vae
+from vae_model import interpolate
 
 
 class Interpolator:
     """The state behind the window: two source images, the crop chosen in each, and their encodings."""
 
-    def __init__(self, vae, config, image_a, image_b, steps: int, interp: str):
-        self.vae, self.size, self.steps, self.interp = vae, config.size, steps, interp
+    def __init__(self, vae, config, image_a, image_b, points: int, interp: str):
+        self.vae, self.size, self.points, self.interp = vae, config.size, points, interp
         self.images = [at_training_scale(im, config.size, config.style_size) for im in (image_a, image_b)]
         self.centers = [(im.shape[0] // 2, im.shape[1] // 2) for im in self.images]
         self.crops = [None, None]
@@ -50,7 +52,7 @@ class Interpolator:
         return self.vae.decode(interpolate(self.z[0], self.z[1], ts, self.interp))
 
     def strip(self):
-        ts = np.linspace(0.0, 1.0, self.steps)
+        ts = np.linspace(0.0, 1.0, self.points)
         return ts, self.decode_at(ts)
 
 
@@ -87,8 +89,8 @@ def build_window(state: Interpolator):
     top = [fig.add_axes([0.02 + 0.196 * i, 0.45, 0.18, 0.42]) for i in range(5)]
     titles = ["input A", "input B", "reconstruction A", "reconstruction B", "t = 0.50"]
     slider = Slider(fig.add_axes([0.25, 0.38, 0.5, 0.03]), "t", 0.0, 1.0, valinit=0.5)
-    strip_axes = [fig.add_axes([0.02 + i * 0.96 / state.steps, 0.03, 0.96 / state.steps - 0.005, 0.3])
-                  for i in range(state.steps)]
+    strip_axes = [fig.add_axes([0.02 + i * 0.96 / state.points, 0.03, 0.96 / state.points - 0.005, 0.3])
+                  for i in range(state.points)]
     for ax in top + strip_axes:
         ax.axis("off")
     boxes = []
@@ -143,24 +145,28 @@ def run_window(state: Interpolator):
     plt.show()
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--run-dir", type=Path, required=True, help="a trained vae_keras.py run folder")
-    ap.add_argument("image_a", type=Path)
-    ap.add_argument("image_b", type=Path)
-    ap.add_argument("--steps", type=int, default=8, help="decodes in the strip, t = 0 ... 1 inclusive")
-    ap.add_argument("--interp", choices=("linear", "slerp"), default="linear")
-    ap.add_argument("--save", type=Path, help="render the strip to this PNG and exit (no window)")
-    args = ap.parse_args(argv)
-    if args.steps < 2:
-        return iu.fail("--steps must be at least 2")
+    ap.add_argument("image_a", type=Path, help="the image at t = 0")
+    ap.add_argument("image_b", type=Path, help="the image at t = 1")
+    ap.add_argument("--points", type=int, default=8, help="decodes in the strip, t = 0 ... 1 inclusive")
+    ap.add_argument("--interp", choices=("linear", "slerp"), default="linear",
+                    help="path between the two latents: straight line or great circle")
+    ap.add_argument("--save", type=Path, help="render the strip to this PNG and exit, no window (default: open one)")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.points < 2:
+        return iu.fail("--points must be at least 2")
     try:
         vae, config = load_vae(args.run_dir)
         a, b = iu.load_image(args.image_a), iu.load_image(args.image_b)
     except (iu.ImageError, RunError) as e:
         return iu.fail(str(e))
-    state = Interpolator(vae, config, a, b, args.steps, args.interp)
+    state = Interpolator(vae, config, a, b, args.points, args.interp)
     if args.save:
         save_strip(state, args.save)
         print(f"wrote {args.save}")

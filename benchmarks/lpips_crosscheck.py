@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import builtin_images  # noqa: E402
 import image_utilities as iu  # noqa: E402
 import perceptual as P  # noqa: E402
 
@@ -32,8 +33,8 @@ print(float(np.asarray(ev(load(sys.argv[1]), load(sys.argv[2]))).ravel()[0]))
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("images", nargs="*", type=Path)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
+    ap.add_argument("images", nargs="*", type=Path, help="two images of the same size (default: two built-in ones)")
     ap.add_argument("--jax-python", required=True, help="an interpreter with jax and flax")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
         if args.images:
             a, b = args.images
         else:
-            content = iu.default_content(256)
+            content = builtin_images.default_content(256)
             a, b = tmp / "a.png", tmp / "b.png"
             names = sorted(content)
             iu.save_image(a, content[names[0]])

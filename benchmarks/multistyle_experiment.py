@@ -28,10 +28,15 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import builtin_images  # noqa: E402
 import image_utilities as iu  # noqa: E402
 import sample_fidelity  # noqa: E402
 import style_sampler  # noqa: E402
 import stylizer as S  # noqa: E402
+import stylizer_apply as A  # noqa: E402
+import stylizer_data as D  # noqa: E402
+import stylizer_eval as E  # noqa: E402
+import stylizer_net as N  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
@@ -46,7 +51,7 @@ def held_out_content(size: int, folder=None) -> list[np.ndarray]:
     files = iu.list_images(folder) if folder else (iu.list_images(SHARED / "content") if SHARED.exists() else [])
     if files:
         return [iu.center_crop(iu.resize_short_side(iu.load_image(f), size), size) for f in files]
-    return [iu._procedural_scene(size, seed) for seed in (11, 12, 13)]
+    return [builtin_images.procedural_scene(size, seed) for seed in (11, 12, 13)]
 
 
 def losses_against(net, images, weights, target, config, vgg, layers):
@@ -71,13 +76,13 @@ def default_inputs(args, out: Path):
     styles = args.style or [str(SHARED / "styles" / n) for n in ("starry_night.jpg", "the_scream.jpg")
                             if (SHARED / "styles" / n).exists()]
     if len(styles) != 2:
-        styles = [str(p) for p in iu.write_defaults(out / "defaults", 512)["styles"]]
+        styles = [str(p) for p in builtin_images.write_defaults(out / "defaults", 512)["styles"]]
     content = args.content
     if content is None:
         content = SHARED / "content-train"
         if not content.is_dir():
             content = out / "defaults" / "content"
-            iu.write_defaults(out / "defaults", 256)
+            builtin_images.write_defaults(out / "defaults", 256)
     return styles, content
 
 
@@ -133,33 +138,33 @@ def main(argv=None) -> int:
             vae_cmd += ["--style", s]
         timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd))
         timed(f"sampler_{name}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
-            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--steps", "9"]))
+            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9"]))
         fidelity[name] = sample_fidelity.measure(samples_dir)["summary"]
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
               str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),
               "--checkpoint-every", "100"]
-    both = ["--style-image", styles[0], "--style-image", styles[1], "--conditioning", "channels"]
+    both = ["--style", styles[0], "--style", styles[1], "--conditioning", "channels"]
     runs = {
-        "single_A": ["--style-image", styles[0], "--conditioning", "none"],
-        "single_B": ["--style-image", styles[1], "--conditioning", "none"],
+        "single_A": ["--style", styles[0], "--conditioning", "none"],
+        "single_B": ["--style", styles[1], "--conditioning", "none"],
         "mix_channels": both,
         "crops_ends": [*both, "--style-crop-size", str(args.vae_size), "--strength-draw", "ends"],
         "crops_mixed": [*both, "--style-crop-size", str(args.vae_size)],
     }
     for name in vaes:
-        runs[f"vae_{name}_channels"] = ["--styles", str(out / f"samples_{name}"), "--conditioning", "channels"]
-    runs[f"vae_{vaes[-1]}_cin"] = ["--styles", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
+        runs[f"vae_{name}_channels"] = ["--samples", str(out / f"samples_{name}"), "--conditioning", "channels"]
+    runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
-    S.set_precision("float32")
+    N.set_precision("float32")
 
     # 3. Evaluation on held-out content against the real style images
     from perceptual import vgg_features
-    layers = list(S.STYLE_LAYERS)
+    layers = list(D.STYLE_LAYERS)
     vgg = vgg_features(sorted(set(layers) | {"relu2_2"}), name="experiment_vgg")
-    targets = S.style_image_grams(styles, args.size, vgg, layers)
+    targets = D.style_image_grams(styles, args.size, vgg, layers)
     images = np.stack(held_out_content(args.size, args.held_out))
     nets = {name: S.load_stylizer(out / name) for name in runs}
     config = nets["mix_channels"][1]
@@ -173,7 +178,7 @@ def main(argv=None) -> int:
         net = nets[name][0]
         style_to_a, frames, ends = [], [], {}
         for t in ts:
-            total, s_a, outs = losses_against(net, images, np.array([1 - t, t], np.float32), targets[0], config,
+            total, s_a, outs = losses_against(net, images, N.strength_weights(2, [t])[0], targets[0], config,
                                               vgg, layers)
             style_to_a.append(s_a)
             frames.append(outs[0])
@@ -181,7 +186,7 @@ def main(argv=None) -> int:
                 ends[t] = total if t == 0.0 else image_losses(outs, images, targets[1], config, vgg, layers)[0]
         vae = name.split("_")[1] if name.startswith("vae_") else None
         results[name] = {"loss_at_0_vs_single": ends[0.0] / single[0], "loss_at_1_vs_single": ends[1.0] / single[1],
-                         "spearman_strength_vs_style_loss_to_A": S.spearman(ts, style_to_a),
+                         "spearman_strength_vs_style_loss_to_A": E.spearman(ts, style_to_a),
                          "train_seconds": timings[name],
                          "vae_train_seconds": timings.get(f"vae_{vae}") if vae else None}
         sweeps[name] = frames
@@ -204,20 +209,20 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
     photo with the same VGG losses: the absolute quality a user can expect, as losses relative to Gatys."""
     name = "single_A_long"
     t0 = time.perf_counter()
-    code = S.main(["train", "--run-dir", str(out / name), "--style-image", styles[0], "--conditioning", "none",
+    code = S.main(["train", "--run-dir", str(out / name), "--style", styles[0], "--conditioning", "none",
                    "--content", str(content), "--size", str(args.size), "--steps", str(args.long_steps),
                    "--batch-size", str(args.batch_size), "--precision", "mixed_bfloat16", "--seed", "0",
                    "--log-every", "100", "--snapshot-every", str(args.long_steps), "--checkpoint-every", "250"])
     if code != 0:
         raise SystemExit(f"{name} failed with exit code {code}")
     seconds = time.perf_counter() - t0
-    S.set_precision("float32")
+    N.set_precision("float32")
     net, config, _ = S.load_stylizer(out / name)
     style = iu.resize_short_side(iu.load_image(styles[0]), args.size)
     net_total, net_style, _ = losses_against(net, images, np.ones(1, np.float32), targets[0], config, vgg, layers)
     gatys = []
     for image in images:
-        result, _ = S.optimize_image(image, [style], [1.0], args.gatys_iters, config.content_weight,
+        result, _ = E.optimize_image(image, [style], [1.0], args.gatys_iters, config.content_weight,
                                      config.style_weight, config.tv_weight, log_every=args.gatys_iters)
         gatys.append(result)
     gatys_total, gatys_style = image_losses(np.stack(gatys), images, targets[0], config, vgg, layers)
@@ -230,8 +235,8 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
 def write_figure(path: Path, nets, images, sweeps, ts):
     """Methods (rows) x strength (columns) on the first held-out image, after the single-style nets."""
     cols = [0, len(ts) // 4, len(ts) // 2, 3 * len(ts) // 4, len(ts) - 1]
-    a_img = S.stylize_array(nets["single_A"][0], images[0], [1.0])
-    b_img = S.stylize_array(nets["single_B"][0], images[0], [1.0])
+    a_img = A.stylize_array(nets["single_A"][0], images[0], [1.0])
+    b_img = A.stylize_array(nets["single_B"][0], images[0], [1.0])
     blank = np.ones_like(images[0])
     rows = [[images[0], a_img, blank, blank, blank, b_img]]
     captions = [["content", "single A", "", "", "", "single B"]]

@@ -1,7 +1,7 @@
 """Measure a style-sample folder itself, before any stylizer is trained on it: are the samples diverse, faithful
 to each painting, and do they move steadily from style A to style B?
 
-    python benchmarks/sample_fidelity.py --samples runs/demo/samples [--style A.jpg --style B.jpg] [--json OUT]
+    python benchmarks/sample_fidelity.py --samples runs/demo/samples [--style A.jpg --style B.jpg] [--out OUT.json]
 
 Per t (the manifest's weight of the last style) it prints
 - diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
@@ -41,22 +41,6 @@ TARGETS = {"diversity_ratio": 0.5, "endpoint_gram_error": 0.15, "spearman": 0.95
 
 # --------------------------------------------------------------------------------------------------------------------
 # Statistics
-
-def spearman(a, b) -> float:
-    """Rank correlation (ties get their mean rank); 0 when either side is constant."""
-    def ranks(v):
-        v = np.asarray(v, np.float64)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v))
-        for value in np.unique(v):
-            r[v == value] = r[v == value].mean()
-        return r
-    ra, rb = ranks(a), ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra ** 2).sum() * (rb ** 2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
-
 
 def frechet_distance(x: np.ndarray, y: np.ndarray) -> float:
     """W2 distance between Gaussians fitted to the rows of x and of y: |mu_x - mu_y|^2 + Tr(Cx + Cy - 2 (Cx Cy)^1/2),
@@ -105,11 +89,13 @@ def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
 
 def read_samples(folder: Path) -> tuple[dict, list[dict]]:
     """sampler.json and the manifest of a sample folder."""
-    record_path, manifest = folder / "sampler.json", folder / "manifest.jsonl"
-    for path in (record_path, manifest):
-        if not path.exists():
-            raise iu.ImageError(path, "missing: is this a style_sampler.py output folder?")
-    return json.loads(record_path.read_text()), iu.read_manifest(manifest)
+    import style_sampler
+
+    record, entries = style_sampler.read_sampler_json(folder), style_sampler.read_manifest(folder)
+    if record is None or not entries:
+        missing = style_sampler.SAMPLER_JSON if record is None else style_sampler.MANIFEST
+        raise iu.ImageError(folder / missing, "missing or empty: is this a style_sampler.py output folder?")
+    return record, entries
 
 
 def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
@@ -121,8 +107,9 @@ def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
 
 def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
     from perceptual import vgg_features
-    from vae_keras import VAEConfig, load_styles
     from run_dir import read_config
+    from stylizer_eval import spearman
+    from vae_keras import VAEConfig, load_styles
 
     record, entries = read_samples(folder)
     vae_config = read_config(record["vae"], VAEConfig, "VAE")
@@ -221,21 +208,21 @@ def format_table(report: dict) -> str:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=iu.HelpFormatter)
     ap.add_argument("--samples", type=Path, required=True, help="a style_sampler.py output folder")
     ap.add_argument("--style", action="append", default=[], metavar="IMG",
                     help="style images in the VAE's order (default: the VAE's own styles)")
-    ap.add_argument("--crops", type=int, default=128, help="real crops per style for the references (default 128)")
-    ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--crops", type=int, default=128, help="real crops per style for the references")
+    ap.add_argument("--out", type=Path, help="also write the whole report here (JSON)")
     args = ap.parse_args(argv)
     try:
         report = measure(args.samples, args.style or None, args.crops)
     except (iu.ImageError, RunError, ValueError, OSError) as e:
         return iu.fail(str(e))
     print(format_table(report))
-    if args.json:
-        iu.atomic_write_json(args.json, report)
+    if args.out:
+        iu.atomic_write_json(args.out, report)
     print(json.dumps(report["summary"]))
     return 0
 

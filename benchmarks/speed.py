@@ -2,7 +2,7 @@
 (warm-up excluded, median of repeats).
 
     make bench                                        # installs benchmarks/requirements.txt (PyTorch, CPU)
-    python benchmarks/speed.py [--sizes 224,512,1024] [--json out.json] [--huge 4096]
+    python benchmarks/speed.py [--sizes 224,512,1024] [--out out.json] [--huge 4096]
 
 Figures:
   forward pass of our stylizer (float32 and mixed_bfloat16) vs the same network in PyTorch, per size;
@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import image_utilities as iu  # noqa: E402
 import stylizer as S  # noqa: E402
 
 
@@ -43,15 +44,17 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
 def ours_forward(size: int, precision: str, repeats: int) -> float:
     import tensorflow as tf
 
-    S.set_precision(precision)
+    from stylizer_net import build_stylizer, set_precision
+
+    set_precision(precision)
     try:
-        net = S.build_stylizer(2, "channels")
+        net = build_stylizer(2, "channels")
         fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False))
         x = tf.random.uniform((1, size, size, 3))
         w = tf.constant([[0.5, 0.5]])
         return median_time(lambda: fwd(x, w).numpy(), repeats)
     finally:
-        S.set_precision("float32")
+        set_precision("float32")
 
 
 def torch_forward(size: int, repeats: int) -> float:
@@ -73,12 +76,14 @@ def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, r
 
     from perceptual import vgg_features
     from run_dir import make_strategy
+    from stylizer_data import STYLE_LAYERS
+    from stylizer_net import build_stylizer
 
-    layers = list(S.STYLE_LAYERS)
+    layers = list(STYLE_LAYERS)
     config = S.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch)
     vgg = vgg_features(layers, name="bench_vgg")
     content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")
-    net = S.build_stylizer(num_styles, conditioning)
+    net = build_stylizer(num_styles, conditioning)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(net.trainable_variables)
     step = S.make_train_step(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
@@ -107,14 +112,15 @@ def torch_train_step(batch: int, size: int, repeats: int) -> float:
 
 def optimize_iteration(size: int) -> float:
     """Seconds per Gatys iteration at `size`, from the difference of two runs (removes set-up and tracing)."""
-    import image_utilities as iu
+    import builtin_images
+    from stylizer_eval import optimize_image
 
-    content = iu.resize(iu.default_content(size)["scene_0"], size, size)
-    style = iu.default_styles(size)["night_swirls"]
+    content = iu.resize(builtin_images.default_content(size)["scene_0"], size, size)
+    style = builtin_images.default_styles(size)["night_swirls"]
     times = {}
     for iters in (2, 8):
         t0 = time.perf_counter()
-        S.optimize_image(content, [style], [1.0], iters, 1.0, 10.0, 10.0, log_every=10 ** 9)
+        optimize_image(content, [style], [1.0], iters, 1.0, 10.0, 10.0, log_every=10 ** 9)
         times[iters] = time.perf_counter() - t0
     return (times[8] - times[2]) / 6
 
@@ -122,14 +128,16 @@ def optimize_iteration(size: int) -> float:
 HUGE = r"""
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
-import numpy as np, stylizer as S
+import numpy as np
+from stylizer_apply import tiled_stylize
+from stylizer_net import build_stylizer
 size = int(sys.argv[2])
-net = S.build_stylizer(2, "channels")
+net = build_stylizer(2, "channels")
 y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
 image = np.stack([x, y, 0.5 + 0.5 * np.sin(40 * x * y)], -1).astype(np.float32)
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 t0 = time.perf_counter()
-out = S.tiled_stylize(net, image, [0.5, 0.5], tile=512)
+out = tiled_stylize(net, image, [0.5, 0.5], tile=512)
 seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 print(f"{base:.0f} {peak:.0f} {seconds:.1f} {out.shape[0]}x{out.shape[1]}")
@@ -137,14 +145,13 @@ print(f"{base:.0f} {peak:.0f} {seconds:.1f} {out.shape[0]}x{out.shape[1]}")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", default="224,512,1024")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--train-size", type=int, default=256)
-    ap.add_argument("--train-batch", type=int, default=4)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
+    ap.add_argument("--sizes", default="224,512,1024", help="image sides of the forward-pass comparison")
+    ap.add_argument("--repeats", type=int, default=5, help="timed repeats of each figure (the median counts)")
+    ap.add_argument("--train-size", type=int, default=256, help="image side of the training-step comparison")
+    ap.add_argument("--train-batch", type=int, default=4, help="batch of the training-step comparison")
     ap.add_argument("--huge", type=int, default=4096, help="side of the tiled-stylize memory test; 0 skips it")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--out", type=Path, help="write the ratios here as JSON (default: print them only)")
     args = ap.parse_args(argv)
     import tensorflow as tf
     import torch
@@ -188,8 +195,8 @@ def main(argv=None) -> int:
             print(f"tiled stylize {shape} (tile 512): peak RSS {peak} MiB ({base} MiB before), {seconds} s")
         else:
             print(f"tiled stylize {args.huge}: failed: {proc.stderr.strip().splitlines()[-1:]}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: round(v, 4) for k, v in result.items()}))
     return 0
 

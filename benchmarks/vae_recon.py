@@ -20,6 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import builtin_images  # noqa: E402
 import image_utilities as iu  # noqa: E402
 import vae_keras as V  # noqa: E402
 from perceptual import lpips_distance  # noqa: E402
@@ -28,17 +29,17 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--style", action="append", default=[])
-    ap.add_argument("--held-out", type=Path, help="folder of images for held-out crops")
-    ap.add_argument("--size", type=int, default=64)
-    ap.add_argument("--latent-dim", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=400)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
+    ap.add_argument("--style", action="append", default=[], metavar="IMG",
+                    help="a training style image, repeatable (default: starry_night and the_scream, else built-in)")
+    ap.add_argument("--held-out", type=Path, help="folder of images for held-out crops (default: ../shared/data)")
+    ap.add_argument("--size", type=int, default=64, help="VAE crop size")
+    ap.add_argument("--latent-dim", type=int, default=64, help="VAE latent dimensions")
+    ap.add_argument("--steps", type=int, default=400, help="training steps of each VAE")
+    ap.add_argument("--batch-size", type=int, default=16, help="VAE batch")
     ap.add_argument("--crops", type=int, default=32, help="held-out crops to reconstruct")
-    ap.add_argument("--losses", default="mse,bce,perceptual")
-    ap.add_argument("--json", type=Path)
+    ap.add_argument("--losses", default="mse,bce,perceptual", help="VAE reconstruction losses to compare")
+    ap.add_argument("--out", type=Path, help="write the table here as JSON (default: print it only)")
     args = ap.parse_args(argv)
 
     defaults = (SHARED / "styles" / "starry_night.jpg", SHARED / "styles" / "the_scream.jpg")
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(7)
     held_images = [iu.resize_max_side(iu.load_image(p), 4 * args.size) for p in held]
     if not held_images:  # no shared data: hold out crops of procedural scenes instead
-        held_images = list(iu.default_content(4 * args.size).values())
+        held_images = list(builtin_images.default_content(4 * args.size).values())
     crops = np.stack([iu.random_crop(held_images[i % len(held_images)], args.size, rng, scale=(1.0, 2.0))
                       for i in range(args.crops)])
     print(f"training styles: {[Path(s).name for s in styles] or 'built-in'}; {len(crops)} held-out crops from "
@@ -83,8 +84,8 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['recon']} | {r['lpips']:.4f} ± {r['lpips_sem']:.4f} | {r['mse']:.4f} | {r['s_per_step']:.3f} | "
               f"{r['lpips'] / base['lpips']:.2f}x |")
-    if args.json:
-        args.json.write_text(json.dumps(rows, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(rows, indent=2))
     return 0
 
 

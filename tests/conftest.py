@@ -17,3 +17,16 @@ def gradient_image(h, w, seed=0):
     y, x = np.mgrid[0:h, 0:w].astype(np.float32)
     img = np.stack([x / max(w - 1, 1), y / max(h - 1, 1), 0.5 + 0.5 * np.sin((x + 2 * y) / 5.0)], -1)
     return np.clip(img + r.normal(0, 0.02, img.shape), 0, 1).astype(np.float32)
+
+
+def snapshot_image_steps(run_dir) -> list[int]:
+    """Steps at which the run's TensorBoard events hold a `snapshot` image, read with TensorFlow's own event reader
+    (what `tensorboard --logdir RUN` lists under Images)."""
+    import tensorflow as tf
+
+    steps = []
+    for events in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            steps += [event.step for v in event.summary.value
+                      if v.tag == "snapshot" and v.metadata.plugin_data.plugin_name == "images"]
+    return sorted(steps)

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import image_utilities as iu
+import builtin_images
 import stylizer as S
+import stylizer_net as N
 import vae_keras as V
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,7 +41,7 @@ def assert_close_weights(a, b, lr, steps):
 @pytest.fixture(scope="module")
 def styles(tmp_path_factory):
     d = tmp_path_factory.mktemp("dstyles")
-    written = iu.write_defaults(d, 64)
+    written = builtin_images.write_defaults(d, 64)
     return [str(p) for p in written["styles"]], d / "content"
 
 
@@ -64,7 +65,7 @@ def test_vae_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
 
 def test_stylizer_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
     paths, content = styles
-    base = ["train", "--style-image", paths[0], "--style-image", paths[1], "--content", str(content), "--size", "32",
+    base = ["train", "--style", paths[0], "--style", paths[1], "--content", str(content), "--size", "32",
             "--steps", "3", "--batch-size", "4", "--seed", "1", "--log-every", "1"]
     run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "one"), "--strategy", "default"])
     run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "two"), "--strategy", "mirrored",
@@ -120,13 +121,13 @@ def test_multiworker_two_processes_identical_weights(styles, tmp_path):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
     paths, content = styles
-    base = ["train", "--style-image", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
+    base = ["train", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
             "--batch-size", "2", "--seed", "3", "--log-every", "1", "--strategy", "default"]
     try:
         assert S.main([*base, "--run-dir", str(tmp_path / "f32")]) == 0
         assert S.main([*base, "--run-dir", str(tmp_path / "mp"), "--precision", precision]) == 0
     finally:
-        S.set_precision("float32")
+        N.set_precision("float32")
     full, mixed = losses(tmp_path / "f32"), losses(tmp_path / "mp")
     assert all(np.isfinite(mixed))
     assert mixed[0] == pytest.approx(full[0], rel=0.05)  # same weights, same data: only rounding differs

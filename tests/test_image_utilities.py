@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import builtin_images
 import image_utilities as iu
+import inspect_images
 from conftest import gradient_image
 
 
@@ -125,11 +127,17 @@ def test_save_roundtrip_and_atomic_failure(tmp_path, monkeypatch):
         iu.save_image(out, np.zeros((12, 9, 3), np.float32))
     with pytest.raises(OSError):
         iu.save_image(tmp_path / "sub" / "new.jpg", img)
+    with pytest.raises(OSError):
+        iu.atomic_write_npz(tmp_path / "sub" / "x.npz", {"a": np.arange(3)})
     assert out.read_bytes() == before  # the old file is untouched
     mask = os.umask(0)
     os.umask(mask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the mode a plain open() gives, not mkstemp's 0600
     assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["x.png"]  # no partial or temp file
+    monkeypatch.undo()
+    iu.atomic_write_npz(tmp_path / "sub" / "x.npz", {"a": np.arange(3), "names": np.array(["p", "q"])})
+    with np.load(tmp_path / "sub" / "x.npz") as z:
+        assert z["a"].tolist() == [0, 1, 2] and z["names"].tolist() == ["p", "q"]
 
 
 def test_crops_and_resize(rng):
@@ -142,6 +150,11 @@ def test_crops_and_resize(rng):
         assert r.shape == (32, 32, 3) and r.dtype == np.float32
     small = iu.center_crop(gradient_image(20, 30), 64)  # enlarged first
     assert small.shape == (64, 64, 3)
+    # square_crop scales the shorter side to the size first: a 100x150 image keeps all its height
+    np.testing.assert_allclose(iu.square_crop(img, 50), iu.resize(img, 50, 75)[:, 12:62], atol=1e-6)
+    # and keeps the aspect: a 8x16 image becomes its middle square, not a squashed one
+    tall = np.concatenate([np.zeros((4, 8, 3)), np.ones((8, 8, 3)), np.zeros((4, 8, 3))]).astype(np.float32)
+    np.testing.assert_allclose(iu.square_crop(tall, 8), 1.0, atol=1e-6)
     # Area filter on shrink: a 2x2 checkerboard averages to flat grey, no aliasing.
     checker = (np.indices((64, 64)).sum(0) % 2).astype(np.float32)[..., None].repeat(3, 2)
     np.testing.assert_allclose(iu.resize(checker, 16, 16), 0.5, atol=1e-6)
@@ -181,12 +194,13 @@ def test_gif_cli_twelve_frames(tmp_path, capsys):
 
 def test_inspect_json_acceptance(bad_and_good, capsys, tmp_path):
     sheet = tmp_path / "sheet.png"
-    assert iu.main(["inspect", str(bad_and_good), "--json", "--sheet", str(sheet)]) == 0
+    assert inspect_images.main([str(bad_and_good), "--json", "--sheet", str(sheet)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["readable"] == 3
     assert sorted(u["file"] for u in report["unreadable"]) == ["empty.jpg", "notes.jpg", "truncated.jpg"]
     assert all(u["reason"] for u in report["unreadable"])
-    assert sheet.exists() and iu.load_image(sheet).shape[0] > 0
+    assert "manifest" not in report  # not a style-sample folder
+    assert iu.load_image(sheet).shape == (2 * 96 + 3 * 2, 2 * 96 + 3 * 2, 3)  # 3 thumbnails, 2 per row
 
 
 def test_inspect_statistics_and_duplicates(tmp_path):
@@ -194,25 +208,24 @@ def test_inspect_statistics_and_duplicates(tmp_path):
     iu.save_image(tmp_path / "a.png", a)
     iu.save_image(tmp_path / "a_copy.png", np.clip(a + 0.01, 0, 1))
     iu.save_image(tmp_path / "flat.png", np.full((16, 8, 3), [0.2, 0.4, 0.6], np.float32))
-    r = iu.inspect(tmp_path)
+    r = inspect_images.inspect(tmp_path)
     assert r["near_duplicates"] == [["a.png", "a_copy.png"]]
     assert r["sizes"] == {"32x32": 2, "8x16": 1}
-    flat_only = iu.inspect(tmp_path, sheet=None)
-    assert 0 < flat_only["channel_mean"][0] < 1
-    # thumbnails keep the aspect: a 8x16 image becomes its middle square, not a squashed one
-    thumb = iu.thumbnail(np.concatenate([np.zeros((4, 8, 3)), np.ones((8, 8, 3)), np.zeros((4, 8, 3))]), 8)
-    np.testing.assert_allclose(thumb, 1.0, atol=1e-6)
+    # colour statistics over every pixel of the readable files, as the files hold them
+    pixels = np.concatenate([iu.load_image(tmp_path / n).reshape(-1, 3) for n in ("a.png", "a_copy.png", "flat.png")])
+    np.testing.assert_allclose(r["channel_mean"], pixels.mean(0), atol=1e-4)
+    np.testing.assert_allclose(r["channel_std"], pixels.std(0), atol=1e-4)
 
 
 def test_inspect_errors_exit_2(tmp_path, capsys):
-    assert iu.main(["inspect", str(tmp_path / "missing")]) == 2
+    assert inspect_images.main([str(tmp_path / "missing")]) == 2
     assert "missing" in capsys.readouterr().err
-    assert iu.main(["inspect", str(tmp_path)]) == 2  # empty folder
+    assert inspect_images.main([str(tmp_path)]) == 2  # empty folder
     assert "no image files" in capsys.readouterr().err
 
 
-def test_default_styles_are_deterministic_and_distinct():
-    s1, s2 = iu.default_styles(64), iu.default_styles(64)
+def test_default_styles_are_deterministic_and_distinct(tmp_path, capsys):
+    s1, s2 = builtin_images.default_styles(64), builtin_images.default_styles(64)
     assert set(s1) == {"night_swirls", "honeycomb"}
     for k in s1:
         assert s1[k].shape == (64, 64, 3)
@@ -220,5 +233,9 @@ def test_default_styles_are_deterministic_and_distinct():
     # The night sky is blue, the honeycomb amber.
     assert s1["night_swirls"][..., 2].mean() > s1["night_swirls"][..., 0].mean()
     assert s1["honeycomb"][..., 0].mean() > s1["honeycomb"][..., 2].mean()
-    content = iu.default_content(48)
+    content = builtin_images.default_content(48)
     assert len(content) >= 3 and all(v.shape == (48, 48, 3) for v in content.values())
+    assert builtin_images.main(["--out", str(tmp_path), "--size", "32"]) == 0
+    assert sorted(p.name for p in (tmp_path / "styles").iterdir()) == ["honeycomb.png", "night_swirls.png"]
+    np.testing.assert_allclose(iu.load_image(tmp_path / "styles" / "honeycomb.png"),
+                               builtin_images.honeycomb(32), atol=0.5 / 255 + 1e-6)

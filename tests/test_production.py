@@ -6,8 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import builtin_images
 import image_utilities as iu
 import stylizer as S
+import stylizer_apply as A
+import stylizer_eval as E
+import stylizer_net as N
 from conftest import gradient_image
 
 
@@ -15,8 +19,8 @@ from conftest import gradient_image
 def trained(tmp_path_factory):
     """A small two-style run (direct Gram mixing of two built-in styles) trained a few dozen steps."""
     d = tmp_path_factory.mktemp("prod")
-    written = iu.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
-    styles = [arg for p in written["styles"] for arg in ("--style-image", str(p))]
+    written = builtin_images.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
+    styles = [arg for p in written["styles"] for arg in ("--style", str(p))]
     run = d / "run"
     assert S.main(["train", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
                    "--steps", "30", "--batch-size", "2", "--lr", "2e-3", "--log-every", "30"]) == 0
@@ -27,19 +31,38 @@ def test_tiles_match_untiled(trained):
     run, _ = trained
     net, _, _ = S.load_stylizer(run)
     image = iu.resize(gradient_image(300, 300, seed=2), 320, 288)
-    full = S.stylize_array(net, image, [0.4, 0.6])
-    tiled = S.tiled_stylize(net, image, [0.4, 0.6], tile=96)
+    full = A.stylize_array(net, image, [0.4, 0.6])
+    tiled = A.tiled_stylize(net, image, [0.4, 0.6], tile=96)
     assert tiled.shape == full.shape
     assert np.abs(tiled - full).mean() < 0.01
     # without shared statistics each tile normalises itself and the pieces disagree
     naive = np.zeros_like(full)
     for top in (0, 160):
         for left in (0, 144):
-            naive[top:top + 160, left:left + 144] = S.stylize_array(net, image[top:top + 160, left:left + 144],
+            naive[top:top + 160, left:left + 144] = A.stylize_array(net, image[top:top + 160, left:left + 144],
                                                                     [0.4, 0.6])
     assert np.abs(naive - full).mean() > 3 * np.abs(tiled - full).mean()
-    norms = S.instance_norms(net)
-    assert norms and all(n.fixed_stats is None for n in norms)  # state restored
+    # the norm layers are back to their own statistics afterwards: a piece stylizes as it did before tiling
+    np.testing.assert_array_equal(A.stylize_array(net, image[:160, :144], [0.4, 0.6]), naive[:160, :144])
+
+
+def test_norm_modes_are_scoped_to_their_block(trained):
+    run, _ = trained
+    net, _, _ = S.load_stylizer(run)
+    whole, piece = gradient_image(64, 80, seed=3), gradient_image(64, 80, seed=3)[:32, :40]
+    own = A.stylize_array(net, piece, [0.5, 0.5])
+    with N.recording_statistics(net) as stats:
+        A.stylize_array(net, whole, [0.5, 0.5])
+    assert len(stats) == len(N.instance_norms(net)) > 0
+    with N.fixed_statistics(net, stats):
+        shared = A.stylize_array(net, piece, [0.5, 0.5])
+    assert np.abs(shared - own).mean() > 1e-3  # normalised with the whole image's statistics, not its own
+    with pytest.raises(RuntimeError), N.fixed_statistics(net, stats):
+        raise RuntimeError("an error inside the block")
+    with N.unfused_norms(net):
+        unfused = A.stylize_array(net, piece, [0.5, 0.5])
+    np.testing.assert_allclose(unfused, own, atol=1e-5)  # moments and fused batch norm agree
+    np.testing.assert_array_equal(A.stylize_array(net, piece, [0.5, 0.5]), own)  # every mode was undone
 
 
 def test_tile_cli(trained, tmp_path, capsys):
@@ -82,7 +105,7 @@ def test_export_savedmodel_and_tflite_match_stylize(trained, tmp_path):
     net, _, _ = S.load_stylizer(run)
     x = np.random.default_rng(0).random((1, 100, 150, 3)).astype(np.float32)
     w = np.array([0.3, 0.7], np.float32)
-    ref = S.stylize_array(net, x[0], w)
+    ref = A.stylize_array(net, x[0], w)
     served = tf.saved_model.load(str(tmp_path / "ex" / "saved_model")).signatures["serving_default"]
     y = served(image=tf.constant(x), weights=tf.constant(w))["image"].numpy()
     assert y.shape == (1, 100, 150, 3)
@@ -100,10 +123,10 @@ def test_export_savedmodel_and_tflite_match_stylize(trained, tmp_path):
 
 def test_optimize_lowers_style_loss(tmp_path, capsys):
     iu.save_image(tmp_path / "c.png", gradient_image(64, 64))
-    iu.save_image(tmp_path / "s1.png", iu.default_styles(64)["honeycomb"])
-    iu.save_image(tmp_path / "s2.png", iu.default_styles(64)["night_swirls"])
+    iu.save_image(tmp_path / "s1.png", builtin_images.default_styles(64)["honeycomb"])
+    iu.save_image(tmp_path / "s2.png", builtin_images.default_styles(64)["night_swirls"])
     assert S.main(["optimize", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s1.png"),
-                   "--style", str(tmp_path / "s2.png"), "--weights", "0.7,0.3", "--iters", "20", "--size", "64",
+                   "--style", str(tmp_path / "s2.png"), "--weights", "0.7,0.3", "--iters", "20", "--max-side", "64",
                    "--out", str(tmp_path / "o.png")]) == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("wrote")][0]
     before, after = (float(v) for v in line.split("style loss ")[1].split(",")[0].split(" -> "))
@@ -111,23 +134,26 @@ def test_optimize_lowers_style_loss(tmp_path, capsys):
     assert iu.load_image(tmp_path / "o.png").shape == (64, 64, 3)
 
 
-def test_evaluate_json_and_spearman(trained, tmp_path, capsys):
+def test_evaluate_json_plot_and_sweep(trained, tmp_path, capsys):
     run, d = trained
     out = tmp_path / "ev.json"
     assert S.main(["evaluate", "--run-dir", str(run), "--content", str(d / "content"), "--strengths", "5",
-                   "--json", str(out)]) == 0
+                   "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     rows = result["per_strength"]
     assert [r["strength"] for r in rows] == [0, 0.25, 0.5, 0.75, 1.0]
     for key in ("style_loss_to_A", "style_loss_to_B", "content_loss", "lpips_to_content", "images_per_s"):
         assert all(np.isfinite(r[key]) for r in rows)
-    assert -1 <= result["spearman_strength_vs_style_loss_to_A"] <= 1
-    assert rows[0]["lpips_to_strength_0"] == pytest.approx(0, abs=1e-6)
+    # the output moves steadily away from the strength-0 output and towards the strength-1 output
+    away = [r["lpips_to_strength_0"] for r in rows[1:]]
+    towards = [r["lpips_to_strength_1"] for r in rows[:-1]]
+    assert away == sorted(away) and towards == sorted(towards, reverse=True)
+    assert result["spearman_strength_vs_lpips_to_strength_0"] == pytest.approx(1.0)
     assert (tmp_path / "ev.png").exists()
     assert "spearman" in capsys.readouterr().out
 
 
 def test_spearman():
-    assert S.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
-    assert S.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    assert S.spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(0.866, abs=1e-3)
+    assert E.spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert E.spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert E.spearman([1, 2, 3], [1, 1, 2]) == pytest.approx(0.866, abs=1e-3)

@@ -4,9 +4,13 @@ import json
 import numpy as np
 import pytest
 
+import builtin_images
 import image_utilities as iu
+import inspect_images
 import style_sampler as S
 import vae_keras as V
+import vae_latents
+import vae_model
 
 
 def digest(folder):
@@ -19,7 +23,8 @@ def vae_run(tmp_path_factory):
     """A 4-step 64 px VAE on three styles (two built-in, one flat colour)."""
     d = tmp_path_factory.mktemp("vae")
     styles = []
-    for name, im in {**iu.default_styles(96), "flat": np.full((96, 96, 3), [0.9, 0.1, 0.1], np.float32)}.items():
+    flat = np.full((96, 96, 3), [0.9, 0.1, 0.1], np.float32)
+    for name, im in {**builtin_images.default_styles(96), "flat": flat}.items():
         styles += ["--style", str(d / f"{name}.png")]
         iu.save_image(d / f"{name}.png", im)
     run = d / "run"
@@ -29,7 +34,7 @@ def vae_run(tmp_path_factory):
 
 
 def sample_args(vae, out, *extra):
-    return ["--vae", str(vae), "--out", str(out), "--pairs", "3", "--steps", "5", "--styles",
+    return ["--vae", str(vae), "--out", str(out), "--pairs", "3", "--points", "5", "--pair",
             "night_swirls,honeycomb", *extra]
 
 
@@ -78,13 +83,13 @@ def test_shards_equal_single_run(vae_run, tmp_path, batch):
 
 
 def test_pair_regenerates_alone_and_slerp_endpoints(vae_run):
-    latents = V.load_latents(vae_run)
-    cfg = S.SamplerConfig(vae=str(vae_run), pairs=10, steps=5, interp="slerp", styles="night_swirls,honeycomb")
-    pairs = S.style_pairs([str(n) for n in latents["styles"]], cfg.styles)
+    latents = vae_latents.load_latents(vae_run)
+    cfg = S.SamplerConfig(vae=str(vae_run), pairs=10, points=5, interp="slerp", pair="night_swirls,honeycomb")
+    pairs = S.style_pairs([str(n) for n in latents["styles"]], cfg.pair)
     a, b, za, zb = S.pair_latents(latents, cfg, 7, pairs)
     again = S.pair_latents(latents, cfg, 7, pairs)
     np.testing.assert_array_equal(za, again[2])
-    path = V.interpolate(za, zb, np.linspace(0, 1, 5), "slerp")
+    path = vae_model.interpolate(za, zb, np.linspace(0, 1, 5), "slerp")
     np.testing.assert_array_equal(path[0], za.astype(np.float32))
     np.testing.assert_array_equal(path[-1], zb.astype(np.float32))
     # draws follow N(mean, (T std)^2): over many pairs the sample mean of z_a approaches the style mean
@@ -96,13 +101,13 @@ def test_pair_regenerates_alone_and_slerp_endpoints(vae_run):
 
 def test_more_than_two_styles_cycle_all_pairs(vae_run, tmp_path):
     out = tmp_path / "all"
-    assert S.main(["--vae", str(vae_run), "--out", str(out), "--pairs", "6", "--steps", "3"]) == 0
+    assert S.main(["--vae", str(vae_run), "--out", str(out), "--pairs", "6", "--points", "3"]) == 0
     lines = [json.loads(l) for l in (out / "manifest.jsonl").read_text().splitlines()]
     seen = {tuple(e["styles"]) for e in lines}
     assert seen == {("night_swirls", "honeycomb"), ("night_swirls", "flat"), ("honeycomb", "flat")}
     mid = next(e for e in lines if e["styles"] == ["honeycomb", "flat"] and e["t"] == 0.5)
     assert mid["weights"] == [0.0, 0.5, 0.5]
-    report = iu.inspect(out, sheet=tmp_path / "sheet.png")
+    report = inspect_images.inspect(out, sheet=tmp_path / "sheet.png")
     m = report["manifest"]
     assert m["entries"] == 18 and m["pairs"] == 6 and m["weights_sum_to_one"]
     assert m["per_t_counts"] == {"0.000": 6, "0.500": 6, "1.000": 6}
@@ -120,5 +125,19 @@ def test_mismatched_rerun_refused_and_bad_inputs(vae_run, tmp_path, capsys):
     assert S.main(sample_args(tmp_path / "novae", tmp_path / "x")) == 2
     assert "novae" in capsys.readouterr().err
     assert S.main(sample_args(vae_run, tmp_path / "y", "--shard", "2/2")) == 2
-    assert S.main(["--vae", str(vae_run), "--out", str(tmp_path / "z"), "--styles", "night_swirls,nope"]) == 2
+    assert S.main(["--vae", str(vae_run), "--out", str(tmp_path / "z"), "--pair", "night_swirls,nope"]) == 2
     assert "nope" in capsys.readouterr().err
+
+
+def test_folders_written_before_the_flag_rename_still_resume_and_verify(vae_run, tmp_path):
+    out = tmp_path / "s"
+    assert S.main(sample_args(vae_run, out)) == 0
+    before = digest(out)
+    record = json.loads((out / "sampler.json").read_text())
+    record["steps"], record["styles"] = record.pop("points"), record.pop("pair")  # sampler.json as written then
+    (out / "sampler.json").write_text(json.dumps(record))
+    (out / "pair_00001_t0.500.png").unlink()
+    assert S.main(sample_args(vae_run, out)) == 0  # the same settings under the old names: resumed, not refused
+    assert digest(out) == before
+    assert S.verify(out) == []
+    assert S.main(sample_args(vae_run, out, "--points", "3")) == 2  # other settings are still refused

@@ -1,21 +1,26 @@
 import json
+import shutil
 
 import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import builtin_images
 import image_utilities as iu
 import style_sampler as SS
 import stylizer as S
+import stylizer_apply as A
+import stylizer_data as D
+import stylizer_net as N
 import vae_keras as V
-from conftest import gradient_image
+from conftest import gradient_image, snapshot_image_steps
 
 
 @pytest.fixture(scope="module")
 def content_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("content")
-    for name, im in iu.default_content(72).items():
+    for name, im in builtin_images.default_content(72).items():
         iu.save_image(d / "sub" / f"{name}.png", im)
     iu.save_image(d / "photo.jpg", gradient_image(50, 70))
     good = (d / "photo.jpg").read_bytes()
@@ -27,21 +32,20 @@ def content_dir(tmp_path_factory):
 def samples(tmp_path_factory):
     """A 4-step 64 px VAE and a 3x5 sample folder from it."""
     d = tmp_path_factory.mktemp("pipeline")
-    args = [arg for p in iu.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
+    args = [arg for p in builtin_images.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
     assert V.main(["train", "--run-dir", str(d / "vae"), "--size", "64", "--latent-dim", "16", "--width", "8",
                    "--steps", "4", "--batch-size", "2", "--encode-crops", "4", *args]) == 0
-    assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--steps", "5"]) == 0
+    assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--points", "5"]) == 0
     return d / "samples"
 
 
 @pytest.mark.parametrize("mode,n", [("channels", 2), ("channels", 3), ("balance", 2), ("cin", 3), ("none", 1)])
 def test_every_conditioning_runs_at_odd_sizes(mode, n):
-    net = S.build_stylizer(n, mode)
+    net = N.build_stylizer(n, mode)
     for h, w in [(37, 53), (64, 61)]:
         out = net({"image": np.random.rand(2, h, w, 3).astype(np.float32),
                    "weights": np.full((2, n), 1.0 / n, np.float32)})
         assert out.shape == (2, h, w, 3)
-        assert float(tf.reduce_min(out)) >= 0 and float(tf.reduce_max(out)) <= 1
     if mode != "none":  # the conditioning input reaches the output
         x = np.random.rand(1, 40, 40, 3).astype(np.float32)
         a = net({"image": x, "weights": np.eye(n, dtype=np.float32)[:1]})
@@ -51,21 +55,35 @@ def test_every_conditioning_runs_at_odd_sizes(mode, n):
 
 
 def test_instance_norm_matches_moments():
-    layer = S._layers().InstanceNorm()
+    layer = N.InstanceNorm()
     x = np.random.default_rng(0).normal(2, 3, (3, 9, 7, 5)).astype(np.float32)
     y = layer(x).numpy()
     m, v = x.mean(axis=(1, 2), keepdims=True), x.var(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(y, (x - m) / np.sqrt(v + 1e-5), atol=1e-4)
-    cin = S._layers().InstanceNorm(num_styles=2)
+    cin = N.InstanceNorm(num_styles=2)
     cin([x, np.array([[1, 0]] * 3, np.float32)])
     cin.gamma.assign(np.stack([np.ones(5), 3 * np.ones(5)]).astype(np.float32))
     mixed = cin([x, np.array([[0.5, 0.5]] * 3, np.float32)]).numpy()
     np.testing.assert_allclose(mixed, 2 * (x - m) / np.sqrt(v + 1e-5), atol=1e-4)
 
 
+@pytest.mark.parametrize("mode,n", [("channels", 2), ("cin", 3)])
+def test_layers_are_registered_for_keras_serialization(tmp_path, mode, n):
+    import keras
+    net = N.build_stylizer(n, mode)
+    net.save(tmp_path / "net.keras")
+    back = keras.saving.load_model(tmp_path / "net.keras")
+    x = {"image": np.random.default_rng(0).random((1, 21, 30, 3), np.float32),
+         "weights": np.full((1, n), 1.0 / n, np.float32)}
+    np.testing.assert_array_equal(back(x), net(x))
+    assert {type(layer) for layer in back.layers} >= {N.InstanceNorm, N.ReflectionPad, N.CropLike}
+
+
 def test_balance_needs_two_styles():
     with pytest.raises(ValueError, match="exactly 2"):
-        S.build_stylizer(3, "balance")
+        N.build_stylizer(3, "balance")
+    with pytest.raises(ValueError, match="unknown conditioning"):
+        N.build_stylizer(2, "planes")
 
 
 @pytest.mark.parametrize("mode", ["channels", "balance", "cin"])
@@ -74,45 +92,54 @@ def test_flat_colour_styles_move_output_colour(tmp_path, content_dir, mode):
     iu.save_image(red, np.full((48, 48, 3), [0.9, 0.15, 0.1], np.float32))
     iu.save_image(blue, np.full((48, 48, 3), [0.1, 0.2, 0.9], np.float32))
     run = tmp_path / "run"
-    assert S.main(["train", "--style-image", str(red), "--style-image", str(blue), "--content", str(content_dir),
+    assert S.main(["train", "--style", str(red), "--style", str(blue), "--content", str(content_dir),
                    "--run-dir", str(run), "--size", "32", "--steps", "150", "--batch-size", "2", "--lr", "2e-3",
                    "--conditioning", mode, "--log-every", "50", "--snapshot-every", "1000"]) == 0
     net, _, names = S.load_stylizer(run)
     assert names == ["red", "blue"]
     photo = iu.center_crop(gradient_image(40, 40, seed=5), 32)
-    at_a, mid, at_b = (S.stylize_array(net, photo, w).reshape(-1, 3).mean(0) for w in ([1, 0], [.5, .5], [0, 1]))
+    at_a, mid, at_b = (A.stylize_array(net, photo, w).reshape(-1, 3).mean(0) for w in ([1, 0], [.5, .5], [0, 1]))
     assert at_a[0] - at_a[2] > at_b[0] - at_b[2] + 0.1  # redder at strength 0, bluer at strength 1
     assert at_a[2] < mid[2] < at_b[2]  # and in between at 0.5
+    if mode == "channels":  # evaluate measures the same: style loss to A rises with strength, to B falls
+        assert S.main(["evaluate", "--run-dir", str(run), "--content", str(content_dir), "--strengths", "5",
+                       "--out", str(tmp_path / "ev.json")]) == 0
+        result = json.loads((tmp_path / "ev.json").read_text())
+        to_a = [r["style_loss_to_A"] for r in result["per_strength"]]
+        to_b = [r["style_loss_to_B"] for r in result["per_strength"]]
+        assert to_a == sorted(to_a) and to_b == sorted(to_b, reverse=True)
+        assert to_a[-1] > 2 * to_a[0] and to_b[0] > 2 * to_b[-1]
+        assert result["spearman_strength_vs_style_loss_to_A"] == pytest.approx(1.0)
 
 
-def test_gram_cache_is_reused_and_invalidated(samples, monkeypatch):
+def test_gram_cache_is_reused_and_invalidated(samples, tmp_path, monkeypatch):
     from perceptual import vgg_features
-    layers = list(S.STYLE_LAYERS)
+    folder = tmp_path / "samples"
+    shutil.copytree(samples, folder)  # this test edits the manifest: never the shared fixture
+    layers = list(D.STYLE_LAYERS)
     vgg = vgg_features(layers)
-    (samples / "grams.npz").unlink(missing_ok=True)
-    w, grams, names = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    (folder / "grams.npz").unlink(missing_ok=True)
+    w, grams, names = D.load_sample_styles(folder, vgg, layers, quiet=True)
     assert w.shape == (15, 2) and grams["relu4_3"].shape == (15, 512, 512)
     assert names == ["night_swirls", "honeycomb"]
 
     def boom(*a, **k):
         raise AssertionError("recomputed despite a valid cache")
 
-    monkeypatch.setattr(S, "compute_grams", boom)
-    w2, grams2, _ = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    monkeypatch.setattr(D, "compute_grams", boom)
+    w2, grams2, _ = D.load_sample_styles(folder, vgg, layers, quiet=True)
     np.testing.assert_array_equal(grams2["relu2_2"], grams["relu2_2"])
-    manifest = samples / "manifest.jsonl"
-    original = manifest.read_text()
-    manifest.write_text("".join(original.splitlines(keepends=True)[:-1]))  # the manifest changes
+    manifest = folder / "manifest.jsonl"
+    manifest.write_text("".join(manifest.read_text().splitlines(keepends=True)[:-1]))  # the manifest changes
     with pytest.raises(AssertionError, match="recomputed"):
-        S.load_sample_styles(samples, vgg, layers, quiet=True)
+        D.load_sample_styles(folder, vgg, layers, quiet=True)
     monkeypatch.undo()
-    w3, _, _ = S.load_sample_styles(samples, vgg, layers, quiet=True)
+    w3, _, _ = D.load_sample_styles(folder, vgg, layers, quiet=True)
     assert len(w3) == 14
-    manifest.write_text(original)
 
 
 def train_args(samples, content, run, steps):
-    return ["train", "--styles", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
+    return ["train", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
 
 
@@ -127,6 +154,7 @@ def test_acceptance_train_resume_corrupt_and_stylize(samples, content_dir, tmp_p
     assert "zz_corrupt.jpg" in capsys.readouterr().err
     snap = iu.load_image(run / "snapshots" / "step_000006.png")
     assert snap.shape[1] > snap.shape[0]  # 3 content rows x 5 strength columns
+    assert snapshot_image_steps(run) == [4, 6]  # and TensorBoard shows them (the last step of each invocation)
     photo = tmp_path / "photo_333x517.jpg"
     iu.save_image(photo, gradient_image(517, 333, seed=9))  # 333 wide, 517 tall
     outs = []
@@ -160,7 +188,7 @@ def test_resume_equivalence_and_data_order(samples, content_dir, tmp_path):
 
 
 def test_content_stream_order_skips_bad_without_shifting(content_dir):
-    stream = S.ContentStream(content_dir, 32, seed=3)
+    stream = D.ContentStream(content_dir, 32, seed=3)
     full, end = stream.batch(0, 6)
     first, mid = stream.batch(0, 3)
     second, end2 = stream.batch(mid, 3)
@@ -173,7 +201,7 @@ def test_content_stream_order_skips_bad_without_shifting(content_dir):
 def test_preserve_color_keeps_chroma():
     content = gradient_image(20, 30)
     stylized = np.clip(gradient_image(20, 30, seed=4)[..., ::-1] * 0.8, 0, 1).astype(np.float32)
-    out = S.preserve_color(stylized, content)
+    out = A.preserve_color(stylized, content)
     ycc = lambda im: cv2.cvtColor(im.astype(np.float32), cv2.COLOR_RGB2YCrCb)
     # Where luma + chroma fall outside the RGB cube the result is clipped; everywhere else it is exact.
     inside = np.all((out > 1e-4) & (out < 1 - 1e-4), axis=-1)
@@ -185,18 +213,25 @@ def test_preserve_color_keeps_chroma():
         0.3 * np.abs(ycc(stylized)[..., 1:] - ycc(content)[..., 1:]).mean()
 
 
-def test_parse_weights():
-    np.testing.assert_allclose(S.parse_weights(2, 0.25), [0.75, 0.25])
-    np.testing.assert_allclose(S.parse_weights(3, weights="0.2,0.3,0.5"), [0.2, 0.3, 0.5])
+def test_parse_weights_and_strength_means_weight_of_the_last_style():
+    np.testing.assert_allclose(A.parse_weights(2, 0.25), [0.75, 0.25])
+    np.testing.assert_allclose(A.parse_weights(3, 0.25), [0.75, 0.0, 0.25])  # first -> last, as --help says
+    np.testing.assert_allclose(A.parse_weights(2), [0.0, 1.0])  # the default strength is 1: the last style
+    np.testing.assert_allclose(A.parse_weights(3, weights="0.2,0.3,0.5"), [0.2, 0.3, 0.5])
     with pytest.raises(ValueError, match="3 values"):
-        S.parse_weights(3, weights="0.5,0.5")
+        A.parse_weights(3, weights="0.5,0.5")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        S.parse_weights(2, 1.5)
-    np.testing.assert_allclose(S.parse_weights(1, 0.3), [1.0])
+        A.parse_weights(2, 1.5)
+    np.testing.assert_allclose(A.parse_weights(1, 0.3), [1.0])
+    # float32 strengths stay float32 arithmetic (the training draws), float64 ones are rounded once
+    t = np.array([0.1, 0.7], np.float32)
+    np.testing.assert_array_equal(N.strength_weights(2, t)[:, 0], np.float32(1) - t)
+    assert N.strength_weights(1, [0.0, 0.5, 1.0]).tolist() == [[1.0]]
 
 
 def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert S.main(["train", "--run-dir", str(tmp_path / "r"), "--content", str(tmp_path)]) == 2
+    assert "--samples DIR or --style IMG" in capsys.readouterr().err
     assert S.main(train_args(samples, tmp_path / "nocontent", tmp_path / "r2", 2)) == 2
     assert "nocontent" in capsys.readouterr().err
     assert S.main(train_args(tmp_path, tmp_path, tmp_path / "r3", 2)) == 2

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 
 import image_utilities as iu
+import builtin_images
 import vae_keras as V
+import vae_latents
 import vae_model as M
 import vae_keras_gui as G
 from run_dir import NonFiniteLoss, Run
@@ -18,7 +20,7 @@ from run_dir import NonFiniteLoss, Run
 def style_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("styles")
     paths = []
-    for name, im in iu.default_styles(96).items():
+    for name, im in builtin_images.default_styles(96).items():
         paths.append(str(d / f"{name}.png"))
         iu.save_image(paths[-1], im)
     return paths
@@ -80,10 +82,10 @@ def test_mse_and_perceptual_recon_are_zero_for_perfect_reconstruction():
 def test_gram_recon_rewards_texture_statistics_not_phase():
     from perceptual import vgg_features
     vgg = vgg_features(list(M.PERCEPTUAL_LAYERS))
-    x = np.clip(iu.default_styles(64)["night_swirls"][None], 0.01, 0.99).astype(np.float32)
+    x = np.clip(builtin_images.default_styles(64)["night_swirls"][None], 0.01, 0.99).astype(np.float32)
     logit = lambda im: np.log(im / (1 - im))  # noqa: E731
     shifted = np.roll(x, 13, axis=2)  # the same texture, another phase
-    other = np.clip(iu.default_styles(64)["honeycomb"][None], 0.01, 0.99).astype(np.float32)
+    other = np.clip(builtin_images.default_styles(64)["honeycomb"][None], 0.01, 0.99).astype(np.float32)
     same = M.reconstruction_loss("gram", logit(x), x, vgg).numpy()[0]
     moved = M.reconstruction_loss("gram", logit(shifted), x, vgg).numpy()[0]
     different = M.reconstruction_loss("gram", logit(other), x, vgg).numpy()[0]
@@ -169,12 +171,12 @@ def test_encode_reconstruct_sample_and_gui(style_files, tmp_path, capsys):
     assert V.main(train_args(style_files, run, 2)) == 0
     (run / "latents.npz").unlink()
     assert V.main(["encode", "--run-dir", str(run), "--crops", "4"]) == 0
-    assert V.load_latents(run)["mean"].shape == (2, 16)
+    assert vae_latents.load_latents(run)["mean"].shape == (2, 16)
     assert V.main(["reconstruct", "--run-dir", str(run), style_files[0], "--out", str(tmp_path / "rec")]) == 0
     assert iu.load_image(tmp_path / "rec" / "night_swirls_recon.png").shape[1] > 64
     assert V.main(["sample", "--run-dir", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     strip = tmp_path / "strip.png"
-    assert G.main(["--run-dir", str(run), *style_files, "--steps", "5", "--save", str(strip)]) == 0
+    assert G.main(["--run-dir", str(run), *style_files, "--points", "5", "--save", str(strip)]) == 0
     h, w, _ = iu.load_image(strip).shape
     assert w > h
     assert G.main(["--run-dir", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
@@ -188,8 +190,8 @@ def test_gui_window_click_moves_crop_and_slider_redraws(style_files, tmp_path):
     run = tmp_path / "r"
     assert V.main(train_args(style_files, run, 2)) == 0
     vae, config = V.load_vae(run)
-    big = iu.resize(iu.default_styles(96)["honeycomb"], 160, 200)
-    state = G.Interpolator(vae, config, big, iu.load_image(style_files[0]), steps=4, interp="slerp")
+    big = iu.resize(builtin_images.default_styles(96)["honeycomb"], 160, 200)
+    state = G.Interpolator(vae, config, big, iu.load_image(style_files[0]), points=4, interp="slerp")
     window = G.build_window(state)
     z_before, center_before = state.z[0].copy(), state.centers[0]
     window.on_click(types.SimpleNamespace(inaxes=window.inputs[0], xdata=5.0, ydata=150.0))

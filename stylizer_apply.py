@@ -1,0 +1,252 @@
+"""Using a trained stylizer: images, huge images, video, and export for serving.
+
+- `stylize_array` (one image), `stylize_files` (files and folders, strength sweeps), `preserve_color` (keep the
+  content's chroma), `parse_weights` / `parse_ramp` (the --strength, --weights and --strength-ramp values).
+- `tiled_stylize`: images of any size in overlapping tiles that share the whole image's instance-norm statistics.
+- `stylize_video`: every frame of a video, optionally sweeping the strength.
+- `export`: a SavedModel, and optionally a .tflite, of the network.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+import image_utilities as iu
+from stylizer_net import fixed_statistics, recording_statistics, strength_weights, unfused_norms
+
+
+def stylize_array(net, image: np.ndarray, weights) -> np.ndarray:
+    out = net({"image": image[None].astype(np.float32), "weights": np.asarray(weights, np.float32)[None]},
+              training=False)
+    return np.asarray(out[0], np.float32)
+
+
+def parse_weights(num_styles: int, strength=None, weights=None) -> np.ndarray:
+    """The style weights asked for by --weights (one per style, summing to 1) or --strength (default 1)."""
+    if weights is not None:
+        try:
+            w = np.array([float(v) for v in weights.split(",")], np.float32)
+        except ValueError:
+            raise ValueError(f"--weights takes comma-separated numbers, got '{weights}'") from None
+        if len(w) != num_styles:
+            raise ValueError(f"--weights needs {num_styles} values (one per style), got {len(w)}")
+        if np.any(w < 0) or not np.isclose(w.sum(), 1.0, atol=1e-3):
+            raise ValueError("--weights must be non-negative and sum to 1")
+        return w
+    s = 1.0 if strength is None else float(strength)
+    if not 0.0 <= s <= 1.0:
+        raise ValueError(f"--strength must be in [0, 1], got {s}")
+    return strength_weights(num_styles, [s])[0]
+
+
+def parse_ramp(text: str) -> tuple[float, float]:
+    try:
+        a, b = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"--strength-ramp takes A:B, e.g. 0:1; got '{text}'") from None
+    if not (0 <= a <= 1 and 0 <= b <= 1):
+        raise ValueError("--strength-ramp values must be in [0, 1]")
+    return a, b
+
+
+def preserve_color(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """Luminance-only transfer (Gatys et al. 2016, arXiv 1606.05897): the stylized image's luma with the content's
+    chroma, in YCrCb."""
+    import cv2
+
+    y = cv2.cvtColor(stylized.astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    c = cv2.cvtColor(content.astype(np.float32), cv2.COLOR_RGB2YCrCb)
+    c[..., 0] = y[..., 0]
+    return np.clip(cv2.cvtColor(c, cv2.COLOR_YCrCb2RGB), 0.0, 1.0)
+
+
+def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_color: bool = False,
+                  max_side: int | None = None, tile: int | None = None) -> tuple[int, int]:
+    """Stylize files and folders into `out` (a strip of `sweep` strengths each, if given); returns (written,
+    failed)."""
+    files = []
+    for path in inputs:
+        path = Path(path)
+        files.extend(iu.list_images(path) if path.is_dir() else [path])
+    written = failed = 0
+    for f in files:
+        try:
+            image = iu.load_image(f)
+        except iu.ImageError as e:
+            print(f"error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if max_side:
+            image = iu.resize_max_side(image, max_side)
+        if sweep:
+            ws = strength_weights(len(names), np.linspace(0.0, 1.0, sweep))
+            frames = [stylize_array(net, image, w) for w in ws]
+            if keep_color:
+                frames = [preserve_color(fr, image) for fr in frames]
+            target = out / f"{f.stem}_sweep.png"
+            iu.save_image(target, iu.image_grid(frames, cols=len(frames), pad=0))
+        else:
+            result = tiled_stylize(net, image, weights, tile) if tile else stylize_array(net, image, weights)
+            if keep_color:
+                result = preserve_color(result, image)
+            target = out / f"{f.stem}.png"
+            iu.save_image(target, result)
+        print(f"wrote {target}")
+        written += 1
+    return written, failed
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Huge images: overlapping tiles that share the whole image's instance-norm statistics
+
+def _ramp(n: int, overlap: int, start: bool, end: bool) -> np.ndarray:
+    """1 inside, rising linearly over `overlap` pixels at an edge that another tile overlaps."""
+    w = np.ones(n, np.float32)
+    if overlap > 0:
+        ramp = (np.arange(overlap, dtype=np.float32) + 0.5) / overlap
+        if start:
+            w[:overlap] = np.minimum(w[:overlap], ramp)
+        if end:
+            w[-overlap:] = np.minimum(w[-overlap:], ramp[::-1])
+    return w
+
+
+def _starts(length: int, tile: int, stride: int) -> list[int]:
+    if length <= tile:
+        return [0]
+    starts = list(range(0, length - tile, stride))
+    return starts + [length - tile]
+
+
+def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | None = None, margin: int = 32,
+                  stats_max_side: int = 1024) -> np.ndarray:
+    """Stylize an image of any size in overlapping `tile` x `tile` pieces blended with linear ramps.
+
+    Instance norm normalises by each input's own statistics, so tiles processed on their own would each get a
+    different look. A first pass over the whole image (or, when its longer side exceeds `stats_max_side`, over a
+    copy shrunk to that size) records every norm layer's statistics; every tile is then normalised with those.
+    Each tile also sees `margin` pixels of real context on every side, cropped away afterwards."""
+    h, w = image.shape[:2]
+    overlap = tile // 4 if overlap is None else overlap
+    probe = image if max(h, w) <= stats_max_side else iu.resize_max_side(image, stats_max_side)
+    with recording_statistics(net) as stats:
+        stylize_array(net, probe, weights)
+    out = np.zeros((h, w, 3), np.float32)
+    total = np.zeros((h, w, 1), np.float32)
+    stride = max(1, tile - overlap)
+    with fixed_statistics(net, stats):
+        for top in _starts(h, tile, stride):
+            for left in _starts(w, tile, stride):
+                bottom, right = min(top + tile, h), min(left + tile, w)
+                t0, l0 = max(0, top - margin), max(0, left - margin)
+                piece = stylize_array(net, image[t0:min(h, bottom + margin), l0:min(w, right + margin)], weights)
+                piece = piece[top - t0:top - t0 + bottom - top, left - l0:left - l0 + right - left]
+                wy = _ramp(bottom - top, overlap, top > 0, bottom < h)
+                wx = _ramp(right - left, overlap, left > 0, right < w)
+                weight = (wy[:, None] * wx[None, :])[..., None]
+                out[top:bottom, left:right] += piece * weight
+                total[top:bottom, left:right] += weight
+    return out / np.maximum(total, 1e-8)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Video
+
+def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = None) -> int:
+    """Stylize every frame of `src` into `dst` (mp4) with the same frame count, size and fps. `weights_at(i, n)`
+    gives the style weights of frame i of n. The file appears only when complete. Returns the frames written."""
+    import cv2
+    import keras
+
+    cap = cv2.VideoCapture(str(src))
+    if not cap.isOpened():
+        raise iu.ImageError(src, "cannot open as a video")
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    if not writer.isOpened():
+        cap.release()
+        raise iu.ImageError(dst, "cannot write an mp4 here")
+    bar = keras.utils.Progbar(n or None, unit_name="frame")
+    written = 0
+    try:
+        while True:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            rgb = frame[..., ::-1].astype(np.float32) / 255.0
+            small = iu.resize_max_side(rgb, max_side) if max_side else rgb
+            result = stylize_array(net, small, weights_at(written, max(n, written + 1)))
+            if result.shape[:2] != (height, width):
+                result = iu.resize(result, height, width)
+            writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))
+            written += 1
+            bar.update(written)
+    finally:
+        cap.release()
+        writer.release()
+    if not written:
+        tmp.unlink(missing_ok=True)
+        raise iu.ImageError(src, "no frames could be read")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    Path(tmp).replace(dst)
+    return written
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Export
+
+def serving_module(net, num_styles: int):
+    """A tf.Module whose `serve` takes `image` [1, H, W, 3] float32 in [0,1] (any H, W) and `weights` [num_styles]
+    float32 and returns {"image": [1, H, W, 3]}."""
+    import tensorflow as tf
+
+    module = tf.Module()
+    module.net = net
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([num_styles], tf.float32, name="weights")])
+    def serve(image, weights):
+        return {"image": net({"image": image, "weights": weights[None]}, training=False)}
+
+    module.serve = serve
+    return module
+
+
+def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
+    """`out/saved_model` (signature `serving_default`, see serving_module) and optionally `out/stylizer.tflite`, the
+    same function with the weights frozen; `out` is replaced only once both are written."""
+    import tensorflow as tf
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        module = serving_module(net, num_styles)
+        tf.saved_model.save(module, str(staging / "saved_model"), signatures={"serving_default": module.serve})
+        if tflite:
+            from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+            with unfused_norms(net):  # TFLite has no fused batch norm in training mode
+                # Fold the weights into constants: left as resource variables they are never initialised in a
+                # bare interpreter, and every output is NaN.
+                frozen = convert_variables_to_constants_v2(serving_module(net, num_styles).serve
+                                                           .get_concrete_function())
+            converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
+            (staging / "stylizer.tflite").write_bytes(converter.convert())
+        staging.chmod(0o755)  # mkdtemp makes it private
+        if out.exists():
+            shutil.rmtree(out)
+        staging.replace(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return [out / "saved_model"] + ([out / "stylizer.tflite"] if tflite else [])

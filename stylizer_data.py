@@ -1,0 +1,218 @@
+"""What the stylizer trains on: style targets (Gram matrices with their conditioning weights) and content crops.
+
+- `StyleTargets`: a batch of (style weights, Gram targets) from one of three sources: a style-sample folder (a
+  sample per example: its manifest weights are both the conditioning input and the choice of its Gram target), one
+  style image, or two style images mixed by a uniform strength (direct Gram mixing).
+- `load_sample_styles`: weights and Grams of every sample, through the folder's Gram cache (style_sampler.py reads
+  and writes it); `compute_grams`, `style_image_grams`.
+- `ContentStream` and `content_dataset`: content crops in a seeded order that depends only on (seed, position),
+  skipping unreadable files, decoded ahead of the training step by tf.data.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import image_utilities as iu
+import style_sampler
+from run_dir import RunError
+from stylizer_net import strength_weights
+
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+def compute_grams(images, vgg, layers, batch_size: int = 8) -> dict[str, np.ndarray]:
+    from perceptual import gram_matrix
+
+    out = {name: [] for name in layers}
+    for start in range(0, len(images), batch_size):
+        feats = vgg(np.stack(images[start:start + batch_size]))
+        for name in layers:
+            out[name].append(gram_matrix(feats[name]).numpy())
+    return {name: np.concatenate(v) for name, v in out.items()}
+
+
+def load_sample_styles(folder: Path, vgg, layers, quiet=False):
+    """Style weights [N, S], Gram targets {layer: [N, C, C]} and style names of a sample folder, from its Gram cache
+    when that matches the manifest, else computed (and cached). Unreadable samples are skipped and counted."""
+    folder = Path(folder)
+    if not (folder / style_sampler.MANIFEST).exists():
+        raise RunError(f"{folder}: not a style sample folder (no {style_sampler.MANIFEST}); run style_sampler.py "
+                       "first")
+    entries = style_sampler.read_manifest(folder)
+    if not entries:
+        raise RunError(f"{folder / style_sampler.MANIFEST}: empty")
+    cached = style_sampler.read_gram_cache(folder, layers)
+    if cached is not None:
+        return cached
+    images, weights, bad = [], [], 0
+    for e in entries:
+        try:
+            images.append(iu.load_image(folder / e["file"]))
+            weights.append(e["weights"])
+        except iu.ImageError as err:
+            print(f"skipped {err}", file=sys.stderr)
+            bad += 1
+    if not images:
+        raise RunError(f"{folder}: no readable style samples")
+    if not quiet:
+        print(f"computing Gram matrices of {len(images)} style samples ({bad} unreadable skipped) -> "
+              f"{folder / style_sampler.GRAM_CACHE}", flush=True)
+    grams = compute_grams(images, vgg, layers)
+    names = style_sampler.style_names(folder, len(weights[0]))
+    weights = np.asarray(weights, np.float32)
+    style_sampler.write_gram_cache(folder, layers, weights, grams, names)
+    return weights, grams, names
+
+
+def style_image_grams(paths, size: int, vgg, layers):
+    """Gram targets of style images resized so their shorter side is `size`."""
+    images = [iu.resize_short_side(iu.load_image(p), size) for p in paths]
+    return [compute_grams([im], vgg, layers) for im in images]
+
+
+def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
+    """Per style image, the Grams of `crops` random style_crop_size crops of it resized so its shorter side is
+    `size`: the real-crop control of the VAE route (the crops a VAE trained with --style-size SIZE sees)."""
+    rng = np.random.default_rng([config.seed, 2718])
+    out = []
+    for path in config.style_images:
+        image = iu.resize_short_side(iu.load_image(path), config.size)
+        batch = [iu.random_crop(image, config.style_crop_size, rng, scale=(0.7, 1.5), flip=True, rotate90=True)
+                 for _ in range(crops)]
+        out.append(compute_grams(batch, vgg, layers))
+    return out
+
+
+class StyleTargets:
+    """Draws (conditioning weights, Gram targets) for a batch. Three sources share this code: style samples (a sample
+    per example; `config.samples`), one style image, or two style images mixed by a uniform strength
+    (`config.style_images`). With `config.style_crop_size` an image's target is the Gram of one of its random crops
+    (drawn per example), and with `strength_draw="ends"` two images are mixed only at strengths 0 and 1."""
+
+    def __init__(self, config, vgg, layers):
+        self.layers = layers
+        if config.samples:
+            self.weights, self.grams, self.names = load_sample_styles(Path(config.samples), vgg, layers)
+            self.mode = "samples"
+        else:
+            if getattr(config, "style_crop_size", 0):
+                self.image_grams = style_crop_grams(config, vgg, layers)
+            else:
+                self.image_grams = style_image_grams(config.style_images, config.size, vgg, layers)
+            self.names = [Path(p).stem for p in config.style_images]
+            self.mode = "images"
+        self.ends_only = getattr(config, "strength_draw", "uniform") == "ends"
+        self.num_styles = len(self.names)
+
+    def pick(self, k: int, rng: np.random.Generator, batch_size: int) -> dict:
+        """Style k's Gram targets for a batch: its whole-image Gram, or one random crop's Gram per example."""
+        grams = self.image_grams[k]
+        count = len(grams[self.layers[0]])
+        idx = rng.integers(0, count, batch_size) if count > 1 else np.zeros(batch_size, int)
+        return {name: grams[name][idx] for name in self.layers}
+
+    def batch(self, rng: np.random.Generator, batch_size: int):
+        if self.mode == "samples":
+            idx = rng.integers(0, len(self.weights), batch_size)
+            return self.weights[idx], {name: self.grams[name][idx] for name in self.layers}
+        if self.num_styles == 1:
+            return np.ones((batch_size, 1), np.float32), self.pick(0, rng, batch_size)
+        if self.ends_only:
+            t = rng.integers(0, 2, batch_size).astype(np.float32)
+        else:
+            t = rng.uniform(0.0, 1.0, batch_size).astype(np.float32)
+        w = strength_weights(2, t)
+        first, last = self.pick(0, rng, batch_size), self.pick(1, rng, batch_size)
+        grams = {name: w[:, 0, None, None] * first[name] + w[:, 1, None, None] * last[name] for name in self.layers}
+        return w, grams
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Content
+
+class ContentStream:
+    """Content crops in a seeded order that depends only on (seed, position): position p is item p % N of the
+    permutation for epoch p // N. Unreadable files are skipped (and listed) without shifting what follows, so a
+    resumed run continues with exactly the next unread item."""
+
+    def __init__(self, folder, size: int, seed: int, bad_list: Path | None = None):
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise RunError(f"{folder}: no such content folder")
+        self.files = iu.list_images(self.folder)
+        if not self.files:
+            raise RunError(f"{folder}: no .jpg/.png content images found (searched recursively)")
+        self.size, self.seed, self.bad_list = size, seed, bad_list
+        self.bad = set()
+        if bad_list and bad_list.exists():
+            self.bad = set(bad_list.read_text().splitlines())
+        self._perm_epoch, self._perm = None, None
+
+    def file_at(self, position: int) -> Path:
+        epoch, i = divmod(position, len(self.files))
+        if epoch != self._perm_epoch:
+            self._perm = np.random.default_rng([self.seed, epoch, 77]).permutation(len(self.files))
+            self._perm_epoch = epoch
+        return self.files[self._perm[i]]
+
+    def crop(self, path: Path, position: int) -> np.ndarray:
+        image = iu.resize_short_side(iu.load_image(path), self.size)
+        return iu.random_crop(image, self.size, np.random.default_rng([self.seed, position, 13]), flip=True)
+
+    def fixed_crops(self, n: int) -> list[np.ndarray]:
+        """Centre crops of the first `n` readable files (in name order): the rows of every snapshot."""
+        crops = []
+        for path in self.files:
+            if len(crops) == n:
+                break
+            if str(path) in self.bad:
+                continue
+            try:
+                crops.append(iu.square_crop(iu.load_image(path), self.size))
+            except iu.ImageError as e:
+                self.report_bad(path, e)
+        return crops
+
+    def batch(self, position: int, batch_size: int) -> tuple[np.ndarray, int]:
+        """`batch_size` crops starting at `position`; returns them and the position after the last item used."""
+        crops, tried = [], 0
+        while len(crops) < batch_size:
+            if tried > len(self.files):
+                raise RunError(f"{self.folder}: no readable content images")
+            path = self.file_at(position)
+            position += 1
+            tried += 1
+            if str(path) in self.bad:
+                continue
+            try:
+                crops.append(self.crop(path, position - 1))
+                tried = 0
+            except iu.ImageError as e:
+                self.report_bad(path, e)
+        return np.stack(crops), position
+
+    def report_bad(self, path: Path, error):
+        self.bad.add(str(path))
+        print(f"skipped content {error}", file=sys.stderr, flush=True)
+        if self.bad_list:
+            iu.atomic_write_text(self.bad_list, "".join(f"{b}\n" for b in sorted(self.bad)))
+
+
+def content_dataset(stream: ContentStream, position: int, batch_size: int):
+    """A tf.data pipeline over the stream from `position`: batches of crops with the position after each, decoded
+    ahead of the training step (prefetch). The position travels with its batch, so the checkpoint saved after a step
+    names exactly the next unread item."""
+    import tensorflow as tf
+
+    def batches():
+        pos = position
+        while True:
+            crops, pos = stream.batch(pos, batch_size)
+            yield crops, pos
+
+    signature = (tf.TensorSpec((batch_size, stream.size, stream.size, 3), tf.float32),
+                 tf.TensorSpec((), tf.int64))
+    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

@@ -1,0 +1,279 @@
+"""The transformation network of the stylizer: Johnson et al. 2016 ("Perceptual Losses for Real-Time Style Transfer
+and Super-Resolution", arXiv 1603.08155) conditioned on style weights.
+
+- Layers (module level, registered for Keras serialization): ReflectionPad, NearestUpsample, PadToMultiple,
+  CropLike, StyleChannels and InstanceNorm with its inference modes, the context managers `recording_statistics`,
+  `fixed_statistics` (seamless tiles) and `unfused_norms` (TFLite export).
+- `build_stylizer(num_styles, conditioning)`: the named keras.Model {"image", "weights"} -> image.
+- `strength_weights`: a strength in [0, 1] as the network's style weights; `set_precision`: the Keras dtype policy.
+
+Checkpoints name variables by layer class and order: renaming a class, or adding, removing or reordering layers in
+`build_stylizer`, makes old run folders unloadable.
+"""
+from __future__ import annotations
+
+import contextlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers
+
+def with_channels(x, channels):
+    """Reshape to [B, H, W, channels] with a literal channel count: dynamic pads, concats and resizes leave it
+    unknown in the traced graph, and TFLite's converter needs it to lower convolutions."""
+    shape = tf.shape(x)
+    return tf.reshape(x, [shape[0], shape[1], shape[2], channels])
+
+
+class NearestUpsample(layers.Layer):
+    """2x nearest-neighbour upsampling that keeps the channel count static."""
+
+    def call(self, x):
+        shape = tf.shape(x)
+        up = tf.image.resize(x, [2 * shape[1], 2 * shape[2]], method="nearest")
+        return with_channels(tf.cast(up, x.dtype), x.shape[-1])
+
+
+class ReflectionPad(layers.Layer):
+    """Reflection padding: avoids the dark borders zero padding paints into stylized images."""
+
+    def __init__(self, pad, **kw):
+        super().__init__(**kw)
+        self.pad = pad
+
+    def call(self, x):
+        p = self.pad
+        return tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+class PadToMultiple(layers.Layer):
+    """Reflect-pad height and width up to a multiple of `m` (two stride-2 stages need 4)."""
+
+    def __init__(self, m=4, **kw):
+        super().__init__(**kw)
+        self.m = m
+
+    def call(self, x):
+        shape = tf.shape(x)
+        ph, pw = (-shape[1]) % self.m, (-shape[2]) % self.m
+        return with_channels(tf.pad(x, [[0, 0], [0, ph], [0, pw], [0, 0]], mode="REFLECT"), x.shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "m": self.m}
+
+
+class CropLike(layers.Layer):
+    """Crop the first input to the height and width of the second (undoes PadToMultiple)."""
+
+    def call(self, inputs):
+        x, ref = inputs
+        shape = tf.shape(ref)
+        return x[:, :shape[1], :shape[2], :]
+
+
+class StyleChannels(layers.Layer):
+    """Constant planes after RGB: one per style weight (`channels`) or the weight of style B (`balance`)."""
+
+    def __init__(self, mode, **kw):
+        super().__init__(**kw)
+        self.mode = mode
+
+    def call(self, inputs):
+        image, weights = inputs
+        w = weights[:, 1:2] if self.mode == "balance" else weights
+        shape = tf.shape(image)
+        ones = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype)
+        planes = ones * tf.cast(w, image.dtype)[:, None, None, :]
+        return with_channels(tf.concat([image, planes], axis=-1), image.shape[-1] + w.shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Instance norm and its inference modes
+
+class InstanceNorm(layers.Layer):
+    """Instance normalisation (Ulyanov et al. 2016, arXiv 1607.08022) with a learned scale and shift, in one of three
+    forms: plain; conditional (`num_styles` > 0: one scale/shift per style mixed by the style weights, Dumoulin et al.
+    2017, arXiv 1610.07629); or with a shift from the constant style planes (`planes` > 0: a 1x1 conv of constant
+    planes, which is a learned linear map of their values, added after normalisation, where instance norm cannot
+    erase it). Statistics are float32, computed by fused batch norm over a [1, H, W, B*C] view of the batch: each
+    image's channels are separate "channels", so batch statistics are exactly per-image statistics, at about 0.6x
+    the cost of tf.nn.moments on this CPU. The context managers below switch its inference modes."""
+
+    def __init__(self, num_styles=0, planes=0, epsilon=1e-5, **kw):
+        super().__init__(**kw)
+        self.num_styles, self.planes, self.epsilon = num_styles, planes, epsilon
+        self._norm_mode, self._norm_stats = "fused", None
+
+    def build(self, input_shape):
+        c = input_shape[0][-1] if (self.num_styles or self.planes) else input_shape[-1]
+        rows = max(self.num_styles, 1)
+        self.gamma = self.add_weight(shape=(rows, c), initializer="ones", name="gamma")
+        self.beta = self.add_weight(shape=(rows, c), initializer="zeros", name="beta")
+        if self.planes:
+            self.plane_kernel = self.add_weight(shape=(self.planes, c), name="plane_kernel",
+                                                initializer=keras.initializers.RandomNormal(stddev=0.1))
+
+    def call(self, inputs):
+        x, cond = inputs if (self.num_styles or self.planes) else (inputs, None)
+        dtype = x.dtype
+        x = self.normalize(tf.cast(x, tf.float32), x.shape[-1])
+        gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        if self.num_styles:
+            mix = tf.cast(cond, tf.float32)
+            x = x * (mix @ gamma)[:, None, None, :] + (mix @ beta)[:, None, None, :]
+        else:
+            x = x * gamma[0] + beta[0]
+        if self.planes:
+            x = x + (tf.cast(cond, tf.float32) @ tf.cast(self.plane_kernel, tf.float32))[:, None, None, :]
+        return tf.cast(x, dtype)
+
+    def normalize(self, x, channels):
+        """(x - mean) / std per image and channel, with the statistics the current mode says."""
+        if self._norm_mode == "fused":
+            shape = tf.shape(x)
+            b, h, w, c = shape[0], shape[1], shape[2], shape[3]
+            view = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, h, w, b * c])
+            normed, _, _ = tf.compat.v1.nn.fused_batch_norm(view, tf.ones([b * c]), tf.zeros([b * c]),
+                                                            epsilon=self.epsilon, is_training=True)
+            return with_channels(tf.transpose(tf.reshape(normed, [h, w, b, c]), [2, 0, 1, 3]), channels)
+        if self._norm_mode == "fixed":
+            mean, var = self._norm_stats
+        else:
+            mean, var = tf.nn.moments(x, [1, 2], keepdims=True)
+        if self._norm_mode == "record":
+            self._norm_stats = (mean, var)
+        return (x - mean) * tf.math.rsqrt(var + self.epsilon)
+
+    def get_config(self):
+        return {**super().get_config(), "num_styles": self.num_styles, "planes": self.planes,
+                "epsilon": self.epsilon}
+
+
+# Registered for Keras serialization: a saved model (model.save, keras.saving.load_model) finds them by name.
+for _layer in (NearestUpsample, ReflectionPad, PadToMultiple, CropLike, StyleChannels, InstanceNorm):
+    keras.saving.register_keras_serializable(package="stylizer")(_layer)
+
+
+def instance_norms(net) -> list:
+    return [layer for layer in net.layers if isinstance(layer, InstanceNorm)]
+
+
+@contextlib.contextmanager
+def _norm_mode(net, mode: str, stats=None):
+    norms = instance_norms(net)
+    for i, norm in enumerate(norms):
+        norm._norm_mode, norm._norm_stats = mode, stats[i] if stats else None
+    try:
+        yield norms
+    finally:
+        for norm in norms:
+            norm._norm_mode, norm._norm_stats = "fused", None
+
+
+@contextlib.contextmanager
+def recording_statistics(net):
+    """Every instance norm of `net` records the (mean, variance) of its input; when the block ends, the list it
+    yields holds them, one pair per norm layer in order (from the last call made inside the block)."""
+    stats = []
+    with _norm_mode(net, "record") as norms:
+        yield stats
+        stats.extend(norm._norm_stats for norm in norms)
+
+
+@contextlib.contextmanager
+def fixed_statistics(net, stats):
+    """Every instance norm of `net` normalises with the given statistics (from `recording_statistics`) instead of
+    its input's own: tiles of one image then all look like the whole image."""
+    with _norm_mode(net, "fixed", stats):
+        yield
+
+
+@contextlib.contextmanager
+def unfused_norms(net):
+    """Instance norm by tf.nn.moments instead of fused batch norm, which TFLite lacks (traced for export)."""
+    with _norm_mode(net, "moments"):
+        yield
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The network
+
+def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = "stylizer"):
+    """The Johnson et al. transformation network as a named keras.Model taking {"image": [B,H,W,3] in [0,1],
+    "weights": [B, num_styles]} and returning [B,H,W,3] in [0,1], for any H and W. `conditioning`: channels,
+    balance, cin or none (see stylizer.py)."""
+    if conditioning == "balance" and num_styles != 2:
+        raise ValueError(f"balance conditioning needs exactly 2 styles, got {num_styles}")
+    image = keras.Input((None, None, 3), name="image")
+    weights = keras.Input((num_styles,), name="weights")
+    counter = iter(range(1000))
+    # The values of the constant style planes: one per style (`channels`) or the weight of style B (`balance`).
+    if conditioning == "channels":
+        plane_values = weights
+    elif conditioning == "balance":
+        plane_values = layers.Lambda(lambda w: w[:, 1:2], name="balance")(weights)
+    elif conditioning in ("cin", "none"):
+        plane_values = None
+    else:
+        raise ValueError(f"unknown conditioning '{conditioning}': use channels, balance, cin or none")
+
+    def norm(x):
+        name = f"in{next(counter)}"
+        if conditioning == "cin":
+            return InstanceNorm(num_styles=num_styles, name=name)([x, weights])
+        if plane_values is not None:
+            # A constant plane entering a conv only adds a per-channel constant to its output, and the instance
+            # norm right after subtracts it: fed at the input alone, the style planes are erased by the first norm
+            # (we measured identical outputs at every strength). So the planes also enter after every norm.
+            return InstanceNorm(planes=plane_values.shape[-1], name=name)([x, plane_values])
+        return InstanceNorm(name=name)(x)
+
+    def conv(x, filters, kernel, stride=1, relu=True):
+        x = ReflectionPad(kernel // 2)(x)
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="valid")(x)
+        x = norm(x)
+        return layers.ReLU()(x) if relu else x
+
+    x = PadToMultiple(4)(image)
+    if plane_values is not None:
+        x = StyleChannels(conditioning)([x, weights])  # RGB plus the style planes, the original design
+    x = conv(x, 32, 9)
+    x = conv(x, 64, 3, stride=2)
+    x = conv(x, 128, 3, stride=2)
+    for _ in range(5):
+        x = layers.Add()([x, conv(conv(x, 128, 3), 128, 3, relu=False)])
+    for filters in (64, 32):
+        # Nearest upsampling + conv instead of transposed conv: no checkerboard artefacts (Odena et al. 2016).
+        x = NearestUpsample()(x)
+        x = conv(x, filters, 3)
+    x = ReflectionPad(4)(x)
+    x = layers.Conv2D(3, 9, padding="valid")(x)
+    x = layers.Activation("sigmoid", dtype="float32")(x)
+    x = CropLike()([x, image])
+    return keras.Model({"image": image, "weights": weights}, x, name=name)
+
+
+def strength_weights(num_styles: int, strengths) -> np.ndarray:
+    """The one translation of strengths into the network's style weights: [len(strengths), num_styles] with 1 - s on
+    the first style and s on the last (strength 0 is the first style, 1 the last), computed in the strengths' own
+    precision. A single-style net has one weight vector whatever the strengths: [[1]]."""
+    if num_styles == 1:
+        return np.ones((1, 1), np.float32)
+    s = np.asarray(strengths)
+    w = np.zeros((len(s), num_styles), np.float32)
+    w[:, 0] = 1.0 - s
+    w[:, -1] = s
+    return w
+
+
+def set_precision(precision: str):
+    """The Keras dtype policy of the layers built from now on: float32, mixed_bfloat16 or mixed_float16 (Keras
+    refuses others). Under any policy, instance-norm statistics, the final sigmoid, Grams and losses are float32."""
+    keras.mixed_precision.set_global_policy(precision)
