@@ -45,17 +45,19 @@ demo: weights
 	$(PY) builtin_images.py --out $(RES)
 	$(PY) image_utilities.py grid $(RES)/styles/*.png --out $(DEMO)/default_styles.png
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
-	@echo "== stage 2: VAE on the two built-in styles (resumes if interrupted)"
+	@echo "== stage 2: continuum VAE on the two built-in styles (resumes if interrupted)"
 	$(PY) vae_keras.py train --run-dir $(DEMO)/vae --style $(RES)/styles/night_swirls.png \
 		--style $(RES)/styles/honeycomb.png --size 64 --style-size 128 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
-		--lr 1e-3 --beta 0.02 --recon gram --log-every 100 --snapshot-every 100 --encode-crops 256
+		--lr 1e-3 --beta 0.02 --recon gram --log-every 100 --snapshot-every 100 --encode-crops 256 \
+		--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 10
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
 		--points 8 --save $(DEMO)/vae_interpolation.png
-	@echo "== stage 3: sample interpolated styles from the VAE"
+	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
 	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9
 	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
+	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/sample_fidelity.json
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \

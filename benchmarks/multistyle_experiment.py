@@ -43,7 +43,7 @@ SHARED = ROOT.parent / "shared" / "data"
 # VAE variants: today's gram VAE, and the continuum VAE (issue 12). Same steps, crops and seed.
 VAE_VARIANTS = {
     "gram": [],
-    "continuum": ["--noise-channels", "4", "--path-weight", "1", "--endpoint-weight", "1", "--diversity-weight", "1"],
+    "continuum": ["--noise-channels", "4", "--path-weight", "1", "--endpoint-weight", "1", "--diversity-weight", "10"],
 }
 
 
@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vaes", default=",".join(VAE_VARIANTS), help="VAE variants to compare")
     ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
+    ap.add_argument("--cin", action="store_true", help="also train a cin net on the last VAE's samples")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
@@ -155,7 +156,8 @@ def main(argv=None) -> int:
     }
     for name in vaes:
         runs[f"vae_{name}_channels"] = ["--samples", str(out / f"samples_{name}"), "--conditioning", "channels"]
-    runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
+    if args.cin:
+        runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
     N.set_precision("float32")
@@ -199,6 +201,7 @@ def main(argv=None) -> int:
     results["total_minutes"] = (time.perf_counter() - t_start) / 60
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
+    write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), out, vaes[-1], sweeps, ts)
     print_tables(results, sweeps, vaes, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0
@@ -245,6 +248,25 @@ def write_figure(path: Path, nets, images, sweeps, ts):
         captions.append([name] + [f"t={ts[i]:.2f}" for i in cols])
     grid = iu.image_grid([im for r in rows for im in r], cols=6, captions=[c for r in captions for c in r])
     iu.save_image(path, iu.resize_max_side(grid, 1200))
+
+
+def write_continuum_figure(path: Path, out: Path, vae: str, sweeps, ts):
+    """For one pair of styles: the VAE's sampled continuum (first pairs, t = 0 ... 1) over the sweeps of the net
+    trained on those samples and of the direct Gram-mixing net, on the first held-out photo."""
+    folder = out / f"samples_{vae}"
+    entries = style_sampler.read_manifest(folder)
+    rows, captions = [], []
+    for p in (0, 1):
+        pair = sorted((e for e in entries if e["pair"] == p), key=lambda e: e["t"])
+        rows.append([iu.resize(iu.load_image(folder / e["file"]), 128, 128) for e in pair])
+        captions.append([f"VAE pair {p} t={e['t']:.2f}" for e in pair])
+    size, cols = 128, len(rows[0])
+    for name in (f"vae_{vae}_channels", "mix_channels"):
+        picks = np.linspace(0, len(ts) - 1, cols).round().astype(int)
+        rows.append([iu.resize(sweeps[name][i], size, size) for i in picks])
+        captions.append([f"{name} t={ts[i]:.2f}" for i in picks])
+    grid = iu.image_grid([im for r in rows for im in r], cols=cols, captions=[c for r in captions for c in r])
+    iu.save_image(path, iu.resize_max_side(grid, 1400))
 
 
 def print_tables(results, sweeps, vaes, timings):

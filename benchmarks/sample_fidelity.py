@@ -105,10 +105,21 @@ def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
                                      rotate90=True) for _ in range(n)]) for style in styles]
 
 
+def references(styles, vae_config, vgg, crops: int, max_pairs: int):
+    """From two disjoint sets of real crops per style (the second gives the Frechet floor): each style's mean Gram
+    over the first set, the feature vectors of both, and the real crops' diversity (48 crops)."""
+    g_mean, feats, diversity = [], [], []
+    for r in real_crops(styles, vae_config, 2 * crops, seed=12345):
+        g, f = gram_vectors(r, vgg)
+        g_mean.append(g[:crops].mean(0))
+        feats.append(f)
+        diversity.append(mean_pairwise_lpips(r[:min(len(r), 48)], max_pairs))
+    return g_mean, feats, diversity
+
+
 def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
     from perceptual import vgg_features
     from run_dir import read_config
-    from stylizer_eval import spearman
     from vae_keras import VAEConfig, load_styles
 
     record, entries = read_samples(folder)
@@ -119,15 +130,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     styles = load_styles(specs, vae_config.size, vae_config.style_size)
     vgg = vgg_features(sorted(set(GRAM_LAYERS) | {FRECHET_LAYER}), name="fidelity_vgg")
 
-    # References from real crops: two disjoint sets per style (the second gives the Frechet floor).
-    reals = real_crops(styles, vae_config, 2 * crops, seed=12345)
-    real_grams, real_feats, real_div = [], [], []
-    for r in reals:
-        g, f = gram_vectors(r, vgg)
-        real_grams.append(g)
-        real_feats.append(f)
-        real_div.append(mean_pairwise_lpips(r[:min(len(r), 48)], max_pairs))
-    g_mean = [g[:crops].mean(0) for g in real_grams]
+    g_mean, real_feats, real_div = references(styles, vae_config, vgg, crops, max_pairs)
     a, b = 0, len(styles) - 1  # the first and last style: the ends of the continuum
     span = float(np.linalg.norm(g_mean[a] - g_mean[b]))
     floor = [frechet_distance(f[:crops].reshape(-1, f.shape[-1]), f[crops:].reshape(-1, f.shape[-1]))
@@ -161,14 +164,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
             row["frechet_real_floor"] = floor[k]
         per_t.append(row)
 
-    spearmans, step_ratios = [], []
-    for p, group in sorted(by_pair.items()):
-        group = sorted(group, key=lambda e: e["weights"][-1])
-        ts = [e["weights"][-1] for e in group]
-        g = np.stack([gram_of[e["file"]] for e in group])
-        spearmans.append(spearman(ts, np.linalg.norm(g - g_mean[a], axis=1)))
-        steps = np.linalg.norm(np.diff(g, axis=0), axis=1)
-        step_ratios.append(float(steps.max() / max(steps.mean(), 1e-12)))
+    spearmans, step_ratios = steadiness(by_pair, gram_of, g_mean[a])
     ends = {row["t"]: row for row in per_t}
     summary = {
         "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
@@ -187,6 +183,20 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         "steps": summary["step_ratio_max"] <= TARGETS["step_ratio"]}
     return {"samples": str(folder), "styles": specs, "real_crops": crops, "per_t": per_t, "summary": summary,
             "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
+
+
+def steadiness(by_pair: dict, gram_of: dict, g_a: np.ndarray) -> tuple[list[float], list[float]]:
+    """Per pair: the Spearman of t against the Gram distance to G_A, and the largest step / mean step along t."""
+    from stylizer_eval import spearman
+
+    spearmans, step_ratios = [], []
+    for _, group in sorted(by_pair.items()):
+        group = sorted(group, key=lambda e: e["weights"][-1])
+        g = np.stack([gram_of[e["file"]] for e in group])
+        spearmans.append(spearman([e["weights"][-1] for e in group], np.linalg.norm(g - g_a, axis=1)))
+        steps = np.linalg.norm(np.diff(g, axis=0), axis=1)
+        step_ratios.append(float(steps.max() / max(steps.mean(), 1e-12)))
+    return spearmans, step_ratios
 
 
 def format_table(report: dict) -> str:

@@ -18,7 +18,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import image_utilities as iu  # noqa: E402
+import builtin_images  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 CONTINUUM = {"noise_channels": 4, "path_weight": 1.0, "endpoint_weight": 1.0, "diversity_weight": 10.0}
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=5, help="steps per block")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        paths = iu.write_defaults(Path(tmp), 256)["styles"]
+        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
         base = V.VAEConfig(styles=tuple(map(str, paths)), size=args.size, latent_dim=args.latent_dim,
                            batch_size=args.batch_size, recon="gram", style_size=128)
         styles = V.load_styles(base.styles, base.size, base.style_size)

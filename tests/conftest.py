@@ -6,6 +6,20 @@ import numpy as np
 import pytest
 
 
+@pytest.fixture(scope="session")
+def style_files(tmp_path_factory):
+    """The two built-in styles as 96 px PNG files."""
+    import builtin_images
+    import image_utilities as iu
+
+    d = tmp_path_factory.mktemp("styles")
+    paths = []
+    for name, im in builtin_images.default_styles(96).items():
+        paths.append(str(d / f"{name}.png"))
+        iu.save_image(paths[-1], im)
+    return paths
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)

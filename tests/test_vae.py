@@ -16,16 +16,6 @@ import vae_keras_gui as G
 from run_dir import NonFiniteLoss, Run
 
 
-@pytest.fixture(scope="module")
-def style_files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("styles")
-    paths = []
-    for name, im in builtin_images.default_styles(96).items():
-        paths.append(str(d / f"{name}.png"))
-        iu.save_image(paths[-1], im)
-    return paths
-
-
 def train_args(styles, run_dir, steps, *extra):
     args = ["train", "--run-dir", str(run_dir), "--size", "64", "--latent-dim", "16", "--width", "8",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--encode-crops", "8", "--log-every", "1"]

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import builtin_images
 import image_utilities as iu
 import style_sampler
 import vae_keras as V
@@ -70,12 +69,9 @@ def test_noise_decoder_takes_noise_at_every_resolution():
 
 
 @pytest.fixture(scope="module")
-def continuum_run(tmp_path_factory):
+def continuum_run(tmp_path_factory, style_files):
     d = tmp_path_factory.mktemp("continuum")
-    paths = []
-    for name, im in builtin_images.default_styles(96).items():
-        paths.append(str(d / f"{name}.png"))
-        iu.save_image(paths[-1], im)
+    paths = style_files
 
     def args(run, steps):
         out = ["train", "--run-dir", str(run), "--size", "64", "--latent-dim", "8", "--width", "8", "--steps",
