@@ -100,6 +100,7 @@ def main(argv=None) -> int:
     ap.add_argument("--vaes", default=",".join(VAE_VARIANTS), help="VAE variants to compare")
     ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
+    ap.add_argument("--skip", default="", help="comma-separated stylizer runs to leave out, e.g. crops_ends")
     ap.add_argument("--cin", action="store_true", help="also train a cin net on the last VAE's samples")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
@@ -158,6 +159,8 @@ def main(argv=None) -> int:
         runs[f"vae_{name}_channels"] = ["--samples", str(out / f"samples_{name}"), "--conditioning", "channels"]
     if args.cin:
         runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
+    for name in filter(None, args.skip.split(",")):
+        runs.pop(name)
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
     N.set_precision("float32")
