@@ -31,7 +31,8 @@ test-slow: weights
 	$(PY) -m pytest -m slow
 
 # Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
-# benchmarks/sampler.py, benchmarks/multistyle_experiment.py, benchmarks/lpips_crosscheck.py (see README).
+# benchmarks/sampler.py, benchmarks/sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
+# benchmarks/lpips_crosscheck.py (see README).
 bench: weights
 	@mkdir -p runs/bench
 	@if ! cmp -s benchmarks/requirements.txt $(VENV)/.bench.installed; then \
