@@ -98,13 +98,13 @@ class StyleTargets:
             self.weights, self.grams, self.names = load_sample_styles(Path(config.samples), vgg, layers)
             self.mode = "samples"
         else:
-            if getattr(config, "style_crop_size", 0):
+            if config.style_crop_size:
                 self.image_grams = style_crop_grams(config, vgg, layers)
             else:
                 self.image_grams = style_image_grams(config.style_images, config.size, vgg, layers)
             self.names = [Path(p).stem for p in config.style_images]
             self.mode = "images"
-        self.ends_only = getattr(config, "strength_draw", "uniform") == "ends"
+        self.ends_only = config.strength_draw == "ends"
         self.num_styles = len(self.names)
 
     def pick(self, k: int, rng: np.random.Generator, batch_size: int) -> dict:

@@ -35,7 +35,7 @@ import builtin_images
 import image_utilities as iu
 from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, distributed_step,
                      make_strategy, per_replica, read_config, restore_latest, task_role)
-from vae_latents import encode_styles, save_latents
+from vae_latents import encode_styles, save_latents, training_crops
 from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
                        endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
@@ -132,9 +132,7 @@ def at_training_scale(image: np.ndarray, size: int, style_size: int = 0, name=No
 def crop_batch(styles, config: VAEConfig, rng: np.random.Generator, batch_size: int):
     """A batch of random crops (scale jitter, flips, 90-degree rotations), each from a style chosen uniformly."""
     labels = rng.integers(0, len(styles), batch_size)
-    crops = [iu.random_crop(styles[k], config.size, rng, scale=config.crop_scale, flip=True, rotate90=True)
-             for k in labels]
-    return np.stack(crops), labels
+    return np.concatenate([training_crops(styles[k], config, rng, 1) for k in labels]), labels
 
 
 def batch_rng(seed: int, step: int) -> np.random.Generator:
@@ -223,9 +221,7 @@ def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CRO
     for style in styles:
         sums = {n: 0.0 for n in TEXTURE_LAYERS}
         for start in range(0, crops, 32):
-            batch = np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True,
-                                             rotate90=True) for _ in range(min(32, crops - start))])
-            grams = texture_grams(vgg(batch))
+            grams = texture_grams(vgg(training_crops(style, config, rng, min(32, crops - start))))
             for n in TEXTURE_LAYERS:
                 sums[n] = sums[n] + grams[n].numpy().sum(0)
         for n in TEXTURE_LAYERS:

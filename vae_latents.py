@@ -15,6 +15,13 @@ import image_utilities as iu
 from run_dir import RunError
 
 
+def training_crops(style: np.ndarray, config, rng: np.random.Generator, n: int) -> np.ndarray:
+    """`n` random crops of one style image cut the way VAE training cuts them (its crop size and scale jitter, flips,
+    90-degree rotations): [n, size, size, 3]."""
+    return np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True, rotate90=True)
+                     for _ in range(n)])
+
+
 def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) -> dict:
     """Each style's codes over `crops` random crops, summarised as a Gaussian: mean and per-dimension std of the
     posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance: codes of real crops are correlated across
@@ -25,8 +32,7 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
         mus, variances = [], []
         for start in range(0, crops, batch_size):
             n = min(batch_size, crops - start)
-            batch = np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True,
-                                             rotate90=True) for _ in range(n)])
+            batch = training_crops(style, config, rng, n)
             mean, logvar = vae.encode(batch)
             mus.append(mean)
             variances.append(np.exp(logvar))

@@ -100,9 +100,10 @@ def read_samples(folder: Path) -> tuple[dict, list[dict]]:
 
 def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
     """`n` random crops of each style image, cut as the VAE's training cuts them."""
+    from vae_latents import training_crops
+
     rng = np.random.default_rng(seed)
-    return [np.stack([iu.random_crop(style, vae_config.size, rng, scale=vae_config.crop_scale, flip=True,
-                                     rotate90=True) for _ in range(n)]) for style in styles]
+    return [training_crops(style, vae_config, rng, n) for style in styles]
 
 
 def references(styles, vae_config, vgg, crops: int, max_pairs: int):
