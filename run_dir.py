@@ -368,6 +368,11 @@ class NonFiniteLoss(RuntimeError):
     pass
 
 
+# A training script's exit code per train_loop status: a signal-stopped run is saved but not finished, so a shell
+# pipeline (make demo, the experiment) must not carry on as if it were.
+EXIT_CODES = {"done": 0, "nan": 1, "stopped": 130}
+
+
 def _duration(seconds: float) -> str:
     seconds = max(0, int(seconds))
     h, rem = divmod(seconds, 3600)

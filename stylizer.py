@@ -34,8 +34,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (Run, RunControl, RunError, add_run_args, config_from_args, distributed_step, make_strategy,
-                     per_replica, read_config, restore_latest, task_role)
+from run_dir import (EXIT_CODES, Run, RunControl, RunError, add_run_args, config_from_args, distributed_step,
+                     make_strategy, per_replica, read_config, restore_latest, task_role)
 
 # The siblings import TensorFlow (about 4 s), so this file imports them inside the functions that do the work:
 # `--help` and a mistyped flag answer at once.
@@ -161,8 +161,8 @@ def train(config: StylizerConfig, run_dir) -> int:
 
     status = run.train_loop(start, config.steps, config, step_fn,
                             lambda step: write_snapshot(run, net, step, snap_contents, targets.num_styles))
-    if status == "nan":
-        return 1
+    if status != "done":
+        return EXIT_CODES[status]
     if stream.bad:
         print(f"skipped {len(stream.bad)} unreadable content files (listed in {run.path / 'bad_content.txt'})")
     return 0

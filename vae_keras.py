@@ -33,8 +33,8 @@ import numpy as np
 
 import builtin_images
 import image_utilities as iu
-from run_dir import (RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args, distributed_step,
-                     make_strategy, per_replica, read_config, restore_latest, task_role)
+from run_dir import (EXIT_CODES, RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args,
+                     distributed_step, make_strategy, per_replica, read_config, restore_latest, task_role)
 from vae_latents import encode_styles, save_latents, training_crops
 from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
                        endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
@@ -298,7 +298,7 @@ def train(config: VAEConfig, run_dir) -> int:
     status = run.train_loop(start, config.steps, config, step_fn,
                             lambda step: write_snapshots(run, vae, step, snap_crops, snap_z, snap_noise, names))
     if status != "done":
-        return 1 if status == "nan" else 0
+        return EXIT_CODES[status]
     if chief and (config.steps > start or not (run.path / "latents.npz").exists()):
         latents = encode_styles(vae, styles, names, config, config.encode_crops)
         save_latents(run.path, latents)

@@ -285,9 +285,10 @@ def print_tables(results, sweeps, vaes, timings):
           "largest step / mean step (max) | VAE train s |\n|---|---|---|---|---|---|")
     for name in vaes:
         f = results["sample_fidelity"][name]
+        vae_s = results["vae_train_seconds"][name]
         print(f"| {name} | {f['diversity_ratio_t0']:.2f}x / {f['diversity_ratio_t1']:.2f}x | "
               f"{f['gram_error_t0']:.3f} / {f['gram_error_t1']:.3f} | {f['spearman_mean']:.3f} "
-              f"({f['spearman_min']:.3f}) | {f['step_ratio_max']:.2f} | {results['vae_train_seconds'][name]:.0f} |")
+              f"({f['spearman_min']:.3f}) | {f['step_ratio_max']:.2f} | {f'{vae_s:.0f}' if vae_s else '-'} |")
     if "long" in results:
         r = results["long"]
         print(f"\nlong single-style net ({r['steps']} steps, bf16, {r['train_seconds']:.0f} s) vs Gatys "
