@@ -65,7 +65,7 @@ demo: weights
 		--size 128 --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 --checkpoint-every 100
 	$(PY) image_utilities.py gif $(DEMO)/stylizer/snapshots $(DEMO)/stylizer_training.gif --fps 3
 	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \
-		--out $(DEMO)/stylized
+		--out $(DEMO)/stylized --overwrite
 	cp $(DEMO)/stylized/grace_hopper_sweep.png $(DEMO)/stylized_sweep.png
 	@echo
 	@echo "demo pictures:"

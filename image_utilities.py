@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -56,10 +57,49 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
+class OutputPathError(ValueError):
+    """An output path that cannot be created (a file stands where a folder must be)."""
+
+
+def make_dirs(folder) -> Path:
+    """mkdir -p, with a one-line OutputPathError naming the file that blocks it instead of an OSError."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise OutputPathError(f"{folder}: cannot create this folder: {blocking} is a file") from None
+    return folder
+
+
+TEMP_PATTERNS = (".*.tmp", "*_temp", ".*.partial.*")  # atomic writes, TensorFlow checkpoint staging, video staging
+
+
+def stale_temps(folder, before: float) -> list[Path]:
+    """Temp files and folders under `folder` that a killed writer left: they match TEMP_PATTERNS and were last
+    modified before `before` (a time.time()), so no live writer that started since is still filling them."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    found = {p for pattern in TEMP_PATTERNS for p in folder.rglob(pattern)}
+    return sorted(p for p in found if p.exists() and p.stat().st_mtime < before)
+
+
+def remove_stale_temps(folder, before: float) -> list[Path]:
+    """Remove stale_temps(folder, before); returns what it removed."""
+    removed = stale_temps(folder, before)
+    for p in removed:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    return removed
+
+
 def atomic_write_bytes(path, data: bytes) -> Path:
     """Write `data` to `path` so that readers only ever see the old file or the complete new one."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:

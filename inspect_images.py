@@ -160,7 +160,7 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         report = inspect(args.folder, sheet=args.sheet)
-    except iu.ImageError as e:
+    except (iu.ImageError, iu.OutputPathError, style_sampler.ManifestError) as e:
         return iu.fail(str(e))
     print(json.dumps(report) if args.json else format_report(report))
     return 0

@@ -10,16 +10,21 @@ step to resume exactly: the RNG state and data position are recovered from the s
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import fcntl
 import json
 import math
 import os
+import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
 
-from image_utilities import atomic_write_json, atomic_write_text, load_image, to_uint8
+from image_utilities import (atomic_write_json, atomic_write_text, load_image, make_dirs, remove_stale_temps,
+                             to_uint8)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -34,8 +39,13 @@ def config_from_args(cls, args):
     return cls(**values)
 
 
+# A run's identity is its config.json minus the keys below: a resumed run with any other setting changed is refused.
 # Settings that choose how to run, not what is trained: a resumed run may change them.
 RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
+# Optimizer-only settings: a resumed run may change them too (say, a lower --lr after a NaN); the new value replaces
+# the one restored with the optimizer's state, and config.json records it.
+OPTIMIZER_KEYS = ("lr",)
+RESUMABLE_KEYS = RUNTIME_KEYS + OPTIMIZER_KEYS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,19 +94,140 @@ def read_config(run_dir, cls, kind: str):
         raise RunError(f"{path}: unreadable config ({e})") from None
 
 
-def restore_latest(run_dir, **trackables):
-    """Restore the newest checkpoint of a run folder into `trackables` (inference: optimizer state is ignored)."""
+def restore_latest(run_dir, **trackables) -> str:
+    """Restore the newest usable checkpoint of a run folder into `trackables` (inference: optimizer state is
+    ignored); see restore_newest_usable. Returns its path."""
     import tensorflow as tf
 
     run_dir = Path(run_dir)
-    latest = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
-    if latest is None:
+    path = restore_newest_usable(run_dir / "checkpoints", tf.train.Checkpoint(**trackables), trackables,
+                                 partial=True, config=run_dir / "config.json")
+    if path is None:
         raise RunError(f"{run_dir}: no checkpoint in {run_dir / 'checkpoints'}; train it first")
+    return path
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Checkpoints that survive faults: only finite weights are saved, and a restore passes over unusable ones
+
+def checkpoint_paths(folder) -> list[str]:
+    """The checkpoints in `folder` (prefixes such as .../ckpt-300), newest first: those TensorFlow's `checkpoint`
+    index lists and every other ckpt-N.index on disk (the index file itself may be what is damaged)."""
+    import tensorflow as tf
+
+    folder = Path(folder)
+    found = {str(p.with_suffix("")) for p in folder.glob("ckpt-*.index")}
     try:
-        tf.train.Checkpoint(**trackables).restore(latest).expect_partial().assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-        raise RunError(f"{latest}: checkpoint does not match {run_dir / 'config.json'} "
-                       f"({str(e).splitlines()[0][:200]})") from None
+        state = tf.train.get_checkpoint_state(str(folder))
+        if state is not None:
+            found.update(p if os.path.isabs(p) else str(folder / p)
+                         for p in [*state.all_model_checkpoint_paths, state.model_checkpoint_path] if p)
+    except (tf.errors.OpError, ValueError, UnicodeDecodeError):
+        pass  # an unreadable `checkpoint` index: the files on disk still say what there is
+
+    def number(prefix: str) -> int:
+        m = re.search(r"-(\d+)$", prefix)
+        return int(m.group(1)) if m else -1
+
+    return sorted(found, key=number, reverse=True)
+
+
+def trackable_variables(trackables: dict) -> list:
+    """The floating-point variables of checkpointed objects (models, optimizers, plain variables)."""
+    import tensorflow as tf
+
+    out = []
+    for obj in trackables.values():
+        out.extend([obj] if isinstance(obj, tf.Variable) else list(getattr(obj, "variables", [])))
+    return [v for v in out if tf.as_dtype(v.dtype).is_floating]
+
+
+def all_finite(variables) -> bool:
+    import tensorflow as tf
+
+    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables)
+
+
+def restore_newest_usable(folder, checkpoint, trackables: dict, partial: bool = False, config=None) -> str | None:
+    """Restore into `checkpoint` the newest checkpoint in `folder` that reads completely, matches the objects and
+    holds only finite values; warn on stderr naming each newer one passed over (truncated or missing data, a
+    DataLossError, NaN or infinite weights). Returns its path, None when the folder has no checkpoint at all, and
+    raises a one-line RunError when none is usable."""
+    import tensorflow as tf
+
+    failures = []
+    for path in checkpoint_paths(folder):
+        try:
+            status = checkpoint.restore(path)
+            (status.expect_partial() if partial else status).assert_existing_objects_matched()
+            reason = None if all_finite(trackable_variables(trackables)) else "holds NaN or infinite weights"
+        except (AssertionError, ValueError, IndexError, OSError, tf.errors.OpError) as e:
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        if reason is None:
+            for bad, why in failures:
+                print(f"warning: {bad}: not usable ({why}); restored the older {path}", file=sys.stderr, flush=True)
+            return path
+        failures.append((path, reason))
+    if not failures:
+        return None
+    path, why = failures[0]
+    against = f" with {config}" if config else ""
+    older = f" (nor any of the {len(failures) - 1} older ones)" if len(failures) > 1 else ""
+    raise RunError(f"{path}: cannot restore{against}: {why}{older}")
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# One writer per folder
+
+class FolderLock:
+    """One writer per folder: `FOLDER/NAME` holds the writer's PID, host, start time and command, under an exclusive
+    flock that the kernel drops when the process ends, however it ends. A lock file nobody holds was left by a killed
+    job (a stale lock) and is taken over with a note; a held one is refused with a RunError naming its holder.
+    Within one process a folder's lock is re-entrant (a test or a notebook calling main() twice)."""
+
+    _held: dict = {}
+
+    def __init__(self, folder, name: str = ".lock"):
+        self.path = Path(folder) / name
+        key = str(self.path.resolve())
+        if key in FolderLock._held:
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = describe_holder(os.read(fd, 4096))
+            os.close(fd)
+            raise RunError(f"{Path(folder)}: in use by {holder} (lock {self.path}); wait for that job to end or use "
+                           "another folder") from None
+        previous = os.read(fd, 4096)
+        if previous.strip():
+            print(f"note: {self.path}: taking over a stale lock of {describe_holder(previous)}, which is gone",
+                  flush=True)
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%d %H:%M:%S"),
+              "command": " ".join(sys.argv)[:300]}
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(me) + "\n").encode(), 0)
+        os.fsync(fd)
+        self._fd, self._key = fd, key
+        FolderLock._held[key] = self
+        atexit.register(self.release)
+
+    def release(self):
+        """Remove the lock file and drop the lock (also run at exit)."""
+        if FolderLock._held.get(getattr(self, "_key", None)) is not self:
+            return
+        del FolderLock._held[self._key]
+        self.path.unlink(missing_ok=True)
+        os.close(self._fd)
+
+
+def describe_holder(raw: bytes) -> str:
+    try:
+        h = json.loads(raw)
+        return f"PID {h['pid']} on {h['host']} since {h['since']} ({h['command']})"
+    except (ValueError, KeyError, TypeError):
+        return "another process"
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -177,11 +308,17 @@ class Run:
     chief writes config, metrics, TensorBoard and snapshots; other workers of a multi-worker run save their
     checkpoints under `workers/worker_N/` (every worker must take part in a save) and resume from the chief's."""
 
-    def __init__(self, path, config, resume_safe=RUNTIME_KEYS, chief: bool = True, task: int = 0):
+    def __init__(self, path, config, resume_safe=RESUMABLE_KEYS, chief: bool = True, task: int = 0):
         self.path = Path(path)
         self.config = config
         self.chief, self.task = chief, task
-        self.path.mkdir(parents=True, exist_ok=True)
+        make_dirs(self.path)
+        if chief:  # the chief writes the shared files; every other worker only its own workers/worker_N/
+            FolderLock(self.path)
+            removed = remove_stale_temps(self.path, time.time())  # ours now: any temp file is a killed writer's
+            if removed:
+                print(f"removed {len(removed)} temp files left by a killed run: "
+                      f"{', '.join(str(p.relative_to(self.path)) for p in removed[:5])}", flush=True)
         self.config_path = self.path / "config.json"
         self.metrics_path = self.path / "metrics.jsonl"
         self.snapshot_dir = self.path / "snapshots"
@@ -196,6 +333,9 @@ class Run:
                 k = conflicts[0]
                 raise RunError(f"{self.config_path}: this run was made with {k}={old[k]!r}, the command asks for "
                                f"{k}={new[k]!r}; use a new --run-dir or the run's own settings")
+            for k in OPTIMIZER_KEYS:
+                if k in old and k in new and old[k] != new[k]:
+                    print(f"{k} changed from {old[k]!r} to {new[k]!r} on resume", flush=True)
         if chief:
             atomic_write_json(self.config_path, new)
         self._writer = None
@@ -208,27 +348,35 @@ class Run:
         import tensorflow as tf
 
         step = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
+        self._trackables = trackables
         self._ckpt = tf.train.Checkpoint(step=step, **trackables)
         self._manager = tf.train.CheckpointManager(self._ckpt, self.save_dir, max_to_keep=max_to_keep)
         return self._manager, step
 
     def restore(self) -> int:
-        """Restore the newest checkpoint if there is one; return the step it holds (0 for a new run)."""
-        import tensorflow as tf
-
-        latest = tf.train.latest_checkpoint(str(self.checkpoint_dir))  # workers resume from the chief's
+        """Restore the newest usable checkpoint if there is one (restore_newest_usable: unreadable or non-finite
+        ones are passed over with a warning) and return the step it holds (0 for a new run). The optimizer gets this
+        command's learning rate (OPTIMIZER_KEYS may change on resume)."""
+        latest = restore_newest_usable(self.checkpoint_dir, self._ckpt, self._trackables,  # workers: the chief's
+                                       config=self.config_path)
         if latest is None:
             self.truncate_metrics(0)
             return 0
-        try:
-            self._ckpt.restore(latest).assert_existing_objects_matched()
-        except (AssertionError, ValueError, OSError) as e:
-            raise RunError(f"{latest}: checkpoint does not match this model ({str(e).splitlines()[0]})") from None
+        optimizer = self._trackables.get("optimizer")
+        lr = getattr(self.config, "lr", None) if dataclasses.is_dataclass(self.config) else self.config.get("lr")
+        if optimizer is not None and lr is not None:
+            optimizer.learning_rate = lr
         step = int(self._ckpt.step.numpy())
         self.truncate_metrics(step)
         return step
 
     def save(self, step: int):
+        """Checkpoint `step`, unless a weight is NaN or infinite: then NonFiniteLoss, and the newest checkpoint on
+        disk stays the last finite one."""
+        if not all_finite(trackable_variables(self._trackables)):
+            raise NonFiniteLoss(f"weights became NaN or infinite by step {step}; not saved. The last finite "
+                                f"checkpoint is kept: {self._manager.latest_checkpoint or 'none yet'}. Resume with "
+                                "a lower --lr.")
         self._ckpt.step.assign(step)
         self._manager.save(checkpoint_number=step)
 
@@ -337,19 +485,18 @@ class Run:
                 step += 1
                 try:
                     self.check_finite(step, metrics)
+                    last = step == steps
+                    if step % control.log_every == 0 or last:
+                        self.log(step, metrics, steps)
+                    if self.chief and (step % control.snapshot_every == 0 or last):
+                        snapshot_fn(step)
+                        self.log_snapshot(step)
+                    if step % control.checkpoint_every == 0 or last or self.stop_requested:
+                        self.save(step)
                 except NonFiniteLoss as e:
                     print(f"error: {e}", file=sys.stderr, flush=True)
                     return "nan"
-                last = step == steps
-                if step % control.log_every == 0 or last:
-                    self.log(step, metrics, steps)
-                if self.chief and (step % control.snapshot_every == 0 or last):
-                    snapshot_fn(step)
-                    self.log_snapshot(step)
-                if step % control.checkpoint_every == 0 or last:
-                    self.save(step)
                 if self.stop_requested:
-                    self.save(step)
                     print(f"{self.stop_requested}: saved step {step} to {self.save_dir}; run the same command to "
                           "resume", flush=True)
                     return "stopped"
@@ -361,7 +508,8 @@ class Run:
         if bad:
             last = self._manager.latest_checkpoint
             raise NonFiniteLoss(f"{bad[0]} became {float(metrics[bad[0]])} at step {step}; stopping. "
-                                f"The last good checkpoint is kept: {last or 'none yet'}. Try a lower --lr.")
+                                f"The last finite checkpoint is kept: {last or 'none yet'}. Resume with a lower "
+                                "--lr.")
 
 
 class NonFiniteLoss(RuntimeError):

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import RunError
+from run_dir import FolderLock, RunError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,19 +59,60 @@ MANIFEST, SAMPLER_JSON, GRAM_CACHE = "manifest.jsonl", "sampler.json", "grams.np
 LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before issue 11
 
 
+class ManifestError(RunError):
+    """A manifest line that cannot be used; the message starts with FILE:LINE."""
+
+
 def read_manifest(folder) -> list[dict]:
-    """The manifest's entries in file order ([] without a manifest); a torn last line (a killed writer) is ignored."""
+    """The manifest's entries in file order ([] without a manifest), every line checked (entry_problem): a bad line
+    is a ManifestError naming the file and line. A torn last line (a killed writer: no newline, not JSON) is
+    ignored."""
     path = Path(folder) / MANIFEST
-    entries = []
     if not path.exists():
-        return entries
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                entries.append(json.loads(line))
-            except json.JSONDecodeError:
+        return []
+    record = read_sampler_json(folder) or {}
+    num_styles = len(record["style_names"]) if record.get("style_names") else None
+    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
+    last = lines.pop()  # what follows the last newline: "" unless the writer was killed mid-line
+    entries = []
+    for number, line in enumerate(lines + [last], 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            if number == len(lines) + 1:
                 break
+            raise ManifestError(f"{path}:{number}: not a JSON line") from None
+        problem = entry_problem(entry, num_styles)
+        if problem:
+            raise ManifestError(f"{path}:{number}: {problem}")
+        num_styles = num_styles or len(entry["weights"])
+        entries.append(entry)
     return entries
+
+
+def entry_problem(entry, num_styles: int | None) -> str | None:
+    """Why a manifest entry cannot be used (None when it can): it needs a file name and one finite, non-negative
+    weight per style of the folder, summing to 1 within 1e-4."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) \
+            or not isinstance(entry.get("weights"), list):
+        return "needs a \"file\" name and a \"weights\" list"
+    try:
+        w = np.array(entry["weights"], dtype=np.float64)
+    except (TypeError, ValueError):
+        return "weights must be numbers"
+    if w.ndim != 1 or not w.size:
+        return "weights must be a flat list of numbers"
+    if num_styles and len(w) != num_styles:
+        return f"{len(w)} weights, but the folder has {num_styles} styles"
+    if not np.all(np.isfinite(w)):
+        return "weights must be finite"
+    if np.any(w < 0):
+        return f"weights must be non-negative, got {entry['weights']}"
+    if abs(w.sum() - 1.0) > 1e-4:
+        return f"weights sum to {w.sum():.6g}, not 1"
+    return None
 
 
 def manifest_by_file(folder) -> dict[str, dict]:
@@ -244,13 +285,10 @@ def parse_shard(text: str) -> tuple[int, int]:
     return i, n
 
 
-def vae_fingerprint(vae_dir: Path) -> dict:
-    import tensorflow as tf
-
-    ckpt = tf.train.latest_checkpoint(str(vae_dir / "checkpoints"))
+def vae_fingerprint(vae_dir: Path, checkpoint: str) -> dict:
+    """The VAE checkpoint the samples come from (the one load_vae restored) and the hash of its latents.npz."""
     digest = hashlib.sha256((vae_dir / "latents.npz").read_bytes()).hexdigest()
-    return {"vae_checkpoint": Path(ckpt).name if ckpt else None,
-            "latents_sha256": digest}
+    return {"vae_checkpoint": Path(checkpoint).name, "latents_sha256": digest}
 
 
 def expected_entries(config: SamplerConfig, names) -> list[dict]:
@@ -271,9 +309,16 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
     latents = load_latents(vae_dir)
     names = [str(n) for n in latents["styles"]]
     pairs = style_pairs(names, config.pair)
-    out.mkdir(parents=True, exist_ok=True)
+    iu.make_dirs(out)
+    # One writer per shard (shards share the folder by design); a killed writer's temp files are removed once
+    # they are a minute old, so a live shard's file in the middle of its atomic write is never touched.
+    FolderLock(out, f".lock-shard-{shard[0]}-of-{shard[1]}")
+    removed = iu.remove_stale_temps(out, time.time() - 60)
+    if removed and not quiet:
+        print(f"removed {len(removed)} temp files left by a killed sampler", flush=True)
     check_or_write_config(out, {**dataclasses.asdict(config), "vae": str(vae_dir.resolve()),
-                                **vae_fingerprint(vae_dir), "style_names": names, "size": vae_config.size})
+                                **vae_fingerprint(vae_dir, vae.checkpoint), "style_names": names,
+                                "size": vae_config.size})
     ts = np.linspace(0.0, 1.0, config.points)
     in_manifest = manifest_by_file(out)
     mine = [blk for k, blk in enumerate(blocks(config)) if k % shard[1] == shard[0]]
@@ -322,8 +367,12 @@ def verify(out: Path) -> list[str]:
     if record is None:
         return [f"{out / SAMPLER_JSON}: missing"]
     config = SamplerConfig(**{f.name: record[f.name] for f in dataclasses.fields(SamplerConfig)})
-    problems = []
-    have = manifest_by_file(out)
+    problems = [f"{p.relative_to(out)}: a temp file left by a killed writer (the next sampler run removes it)"
+                for p in iu.stale_temps(out, time.time() - 60)]
+    try:
+        have = manifest_by_file(out)
+    except RunError as e:
+        return problems + [str(e)]
     for e in expected_entries(config, record["style_names"]):
         if e["file"] not in have:
             problems.append(f"{e['file']}: not in {MANIFEST}")

@@ -211,20 +211,23 @@ def stylize_command(args) -> int:
     weights = parse_weights(len(names), args.strength, args.weights)
     if args.video:
         return stylize_videos(args, net, names, weights)
-    written, failed = stylize_files(net, names, args.inputs, args.out, weights, args.sweep, args.preserve_color,
-                                    args.max_side, args.tile)
+    written, failed, skipped = stylize_files(net, names, args.inputs, args.out, weights, args.sweep,
+                                             args.preserve_color, args.max_side, args.tile, args.overwrite)
     if args.tile:
         import resource
         print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+    if skipped:
+        print(f"skipped {len(skipped)} inputs whose output exists (--overwrite replaces them): "
+              f"{', '.join(str(p) for p in skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     if failed:
-        return iu.fail(f"{failed} of {written + failed} inputs failed", code=1)
-    if not written:
+        return iu.fail(f"{failed} of {written + failed + len(skipped)} inputs failed", code=1)
+    if not written and not skipped:
         return iu.fail("no images found in the inputs")
     return 0
 
 
 def stylize_videos(args, net, names, weights) -> int:
-    from stylizer_apply import parse_ramp, parse_weights, stylize_video
+    from stylizer_apply import output_names, parse_ramp, parse_weights, stylize_video
 
     ramp = parse_ramp(args.strength_ramp) if args.strength_ramp else None
 
@@ -234,8 +237,12 @@ def stylize_videos(args, net, names, weights) -> int:
         return parse_weights(len(names), ramp[0] + (ramp[1] - ramp[0]) * i / max(n - 1, 1))
 
     failed = 0
-    for src in args.inputs:
-        dst = args.out if args.out.suffix.lower() == ".mp4" else args.out / f"{src.stem}.mp4"
+    single = args.out.suffix.lower() == ".mp4"
+    for src, name in output_names(args.inputs, ".mp4").items():
+        dst = args.out if single else args.out / name
+        if dst.exists() and not args.overwrite:
+            print(f"skipped {src}: {dst} exists (--overwrite replaces it)")
+            continue
         try:
             print(f"wrote {dst}: {stylize_video(net, src, dst, weights_at, args.max_side)} frames")
         except iu.ImageError as e:
@@ -333,6 +340,8 @@ def add_stylize_args(p):
                    help="first shrink inputs whose longer side exceeds this (default: keep their size)")
     p.add_argument("--tile", type=int, metavar="PX", help="process in overlapping PX tiles, for huge images "
                                                           "(default: the whole image at once)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip and list "
+                                                              "them)")
     p.add_argument("--video", action="store_true", help="inputs are videos: write an mp4 of each")
     p.add_argument("--strength-ramp", metavar="A:B", help="video: sweep the strength from A to B over the clip "
                                                           "(default: --strength throughout)")

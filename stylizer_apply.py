@@ -65,16 +65,35 @@ def preserve_color(stylized: np.ndarray, content: np.ndarray) -> np.ndarray:
     return np.clip(cv2.cvtColor(c, cv2.COLOR_YCrCb2RGB), 0.0, 1.0)
 
 
+def output_names(files, suffix: str = ".png") -> dict[Path, str]:
+    """One output name per input: its stem plus `suffix`, or, where inputs share a stem (a.jpg and a.png, or two
+    folders' a.jpg), the stem with the extension (a_jpg.png) and, if that still repeats, its position in the list."""
+    files = list(dict.fromkeys(Path(f) for f in files))
+    stems = [f.stem for f in files]
+    names = {f: f"{f.stem}{suffix}" if stems.count(f.stem) == 1 else f"{f.stem}_{f.suffix.lstrip('.')}{suffix}"
+             for f in files}
+    taken = list(names.values())
+    return {f: n if taken.count(n) == 1 else f"{Path(n).stem}_{i}{suffix}" for i, (f, n) in enumerate(names.items())}
+
+
 def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_color: bool = False,
-                  max_side: int | None = None, tile: int | None = None) -> tuple[int, int]:
-    """Stylize files and folders into `out` (a strip of `sweep` strengths each, if given); returns (written,
-    failed)."""
+                  max_side: int | None = None, tile: int | None = None,
+                  overwrite: bool = False) -> tuple[int, int, list[Path]]:
+    """Stylize files and folders into `out` (a strip of `sweep` strengths each, if given), one distinct output per
+    input (output_names); an existing output is kept and listed as skipped unless `overwrite`. Returns (written,
+    failed, skipped outputs)."""
     files = []
     for path in inputs:
         path = Path(path)
         files.extend(iu.list_images(path) if path.is_dir() else [path])
+    targets = output_names(files, "_sweep.png" if sweep else ".png")
     written = failed = 0
-    for f in files:
+    skipped = []
+    for f, name in targets.items():
+        target = out / name
+        if target.exists() and not overwrite:
+            skipped.append(target)
+            continue
         try:
             image = iu.load_image(f)
         except iu.ImageError as e:
@@ -88,17 +107,15 @@ def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_c
             frames = [stylize_array(net, image, w) for w in ws]
             if keep_color:
                 frames = [preserve_color(fr, image) for fr in frames]
-            target = out / f"{f.stem}_sweep.png"
             iu.save_image(target, iu.image_grid(frames, cols=len(frames), pad=0))
         else:
             result = tiled_stylize(net, image, weights, tile) if tile else stylize_array(net, image, weights)
             if keep_color:
                 result = preserve_color(result, image)
-            target = out / f"{f.stem}.png"
             iu.save_image(target, result)
         print(f"wrote {target}")
         written += 1
-    return written, failed
+    return written, failed, skipped
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -169,7 +186,7 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
     width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    dst.parent.mkdir(parents=True, exist_ok=True)
+    iu.make_dirs(dst.parent)
     tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
     writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
     if not writer.isOpened():
@@ -227,7 +244,7 @@ def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
     same function with the weights frozen; `out` is replaced only once both are written."""
     import tensorflow as tf
 
-    out.parent.mkdir(parents=True, exist_ok=True)
+    iu.make_dirs(out.parent)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         module = serving_module(net, num_styles)

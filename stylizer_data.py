@@ -164,7 +164,7 @@ class ContentStream:
 
     def fixed_crops(self, n: int) -> list[np.ndarray]:
         """Centre crops of the first `n` readable files (in name order): the rows of every snapshot."""
-        crops = []
+        crops, errors = [], []
         for path in self.files:
             if len(crops) == n:
                 break
@@ -173,7 +173,12 @@ class ContentStream:
             try:
                 crops.append(iu.square_crop(iu.load_image(path), self.size))
             except iu.ImageError as e:
-                self.report_bad(path, e)
+                errors.append((path, e))
+        if not crops:  # one line, not one per file and then a traceback from inside tf.data
+            raise RunError(f"{self.folder}: none of its {len(self.files)} images can be read (first: {errors[0][1]})"
+                           if errors else f"{self.folder}: every image is listed in {self.bad_list} as unreadable")
+        for path, e in errors:
+            self.report_bad(path, e)
         return crops
 
     def batch(self, position: int, batch_size: int) -> tuple[np.ndarray, int]:

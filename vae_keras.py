@@ -33,14 +33,14 @@ import numpy as np
 
 import builtin_images
 import image_utilities as iu
-from run_dir import (EXIT_CODES, RUNTIME_KEYS, Run, RunControl, RunError, add_run_args, config_from_args,
+from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_run_args, config_from_args,
                      distributed_step, make_strategy, per_replica, read_config, restore_latest, task_role)
 from vae_latents import encode_styles, save_latents, training_crops
 from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
                        endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
-RESUME_SAFE = RUNTIME_KEYS + ("encode_crops",)
+RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
 STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
 
 
@@ -310,10 +310,11 @@ def train(config: VAEConfig, run_dir) -> int:
 # Loading a run
 
 def load_vae(run_dir) -> tuple[VAE, VAEConfig]:
-    """The trained VAE of a run folder. Raises RunError with a one-line reason when the folder is not usable."""
+    """The trained VAE of a run folder (`vae.checkpoint`: the checkpoint restored, the newest usable one). Raises
+    RunError with a one-line reason when the folder is not usable."""
     config = read_config(run_dir, VAEConfig, "VAE")
     vae = VAE(config)
-    restore_latest(run_dir, encoder=vae.encoder, decoder=vae.decoder)
+    vae.checkpoint = restore_latest(run_dir, encoder=vae.encoder, decoder=vae.decoder)
     return vae, config
 
 

@@ -96,6 +96,7 @@ class VAE:
     def __init__(self, config):
         self.config = config
         self.noise_channels = config.noise_channels
+        self.checkpoint = None  # the checkpoint path load_vae restored
         self.encoder = build_encoder(config.size, config.latent_dim, config.width)
         self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels)
 
