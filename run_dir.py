@@ -120,7 +120,8 @@ def checkpoint_paths(folder) -> list[str]:
     try:
         state = tf.train.get_checkpoint_state(str(folder))
         if state is not None:
-            found.update(p if os.path.isabs(p) else str(folder / p)
+            # Our managers keep checkpoints in the folder itself; the index may name them absolute or relative.
+            found.update(str(folder / Path(p).name)
                          for p in [*state.all_model_checkpoint_paths, state.model_checkpoint_path] if p)
     except (tf.errors.OpError, ValueError, UnicodeDecodeError):
         pass  # an unreadable `checkpoint` index: the files on disk still say what there is

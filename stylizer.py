@@ -201,18 +201,24 @@ def train_command(args) -> int:
 
 
 def stylize_command(args) -> int:
-    from stylizer_apply import parse_weights, stylize_files
+    from stylizer_apply import load_weight_map, parse_weights, stylize_files
 
     if args.sweep and args.sweep < 2:
         return iu.fail("--sweep needs at least 2 strengths")
     if args.tile is not None and args.tile < 32:
         return iu.fail("--tile must be at least 32 pixels")
+    mapped = args.strength_map or args.weights_map
+    if mapped and (args.sweep or args.strength_ramp):
+        return iu.fail("a strength map sets the weights per pixel: it does not combine with --sweep or "
+                       "--strength-ramp")
     net, _, names = load_stylizer(args.run_dir)
     weights = parse_weights(len(names), args.strength, args.weights)
+    weight_map = load_weight_map(len(names), args.strength_map, args.weights_map) if mapped else None
     if args.video:
-        return stylize_videos(args, net, names, weights)
+        return stylize_videos(args, net, names, weights, weight_map)
     written, failed, skipped = stylize_files(net, names, args.inputs, args.out, weights, args.sweep,
-                                             args.preserve_color, args.max_side, args.tile, args.overwrite)
+                                             args.preserve_color, args.max_side, args.tile, args.overwrite,
+                                             weight_map)
     if args.tile:
         import resource
         print(f"peak memory {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
@@ -226,7 +232,7 @@ def stylize_command(args) -> int:
     return 0
 
 
-def stylize_videos(args, net, names, weights) -> int:
+def stylize_videos(args, net, names, weights, weight_map=None) -> int:
     from stylizer_apply import output_names, parse_ramp, parse_weights, stylize_video
 
     ramp = parse_ramp(args.strength_ramp) if args.strength_ramp else None
@@ -244,7 +250,8 @@ def stylize_videos(args, net, names, weights) -> int:
             print(f"skipped {src}: {dst} exists (--overwrite replaces it)")
             continue
         try:
-            print(f"wrote {dst}: {stylize_video(net, src, dst, weights_at, args.max_side)} frames")
+            frames = stylize_video(net, src, dst, weights_at, args.max_side, weight_map, args.preserve_color)
+            print(f"wrote {dst}: {frames} frames")
         except iu.ImageError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
@@ -334,6 +341,11 @@ def add_stylize_args(p):
     g.add_argument("--strength", type=float,
                    help="weight of the last style (0 = the first style, 1 = the last) (default: 1)")
     g.add_argument("--weights", help="one weight per style, comma-separated, summing to 1 (default: --strength)")
+    g.add_argument("--strength-map", type=Path, metavar="MAP",
+                   help="grayscale image: per pixel the weight of the last style (white = 1), resized to each input "
+                        "(default: one strength for the whole picture)")
+    g.add_argument("--weights-map", metavar="A.png,B.png,...",
+                   help="one grayscale map per style, normalised to sum to 1 at every pixel (default: none)")
     p.add_argument("--sweep", type=int, default=0, metavar="N", help="write a strip of N strengths from 0 to 1")
     p.add_argument("--preserve-color", action="store_true", help="keep the content's colours (luminance transfer)")
     p.add_argument("--max-side", type=int,

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from stylizer_net import fixed_statistics, recording_statistics, strength_weights, unfused_norms
+from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, strength_weights,
+                          unfused_norms)
 
 
 def stylize_array(net, image: np.ndarray, weights) -> np.ndarray:
@@ -42,6 +43,99 @@ def parse_weights(num_styles: int, strength=None, weights=None) -> np.ndarray:
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"--strength must be in [0, 1], got {s}")
     return strength_weights(num_styles, [s])[0]
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Strength maps: style weights per pixel
+
+def read_map(path) -> np.ndarray:
+    """A grayscale map as float32 [H, W] in [0, 1]; ImageError (naming the file) if unreadable or coloured."""
+    image = iu.load_image(path)
+    if np.abs(image - image.mean(axis=-1, keepdims=True)).max() > 1.5 / 255:
+        raise iu.ImageError(path, "has colour; a strength or weights map is grayscale (white = 1)")
+    return image.mean(axis=-1)
+
+
+def load_weight_map(num_styles: int, strength_map=None, weights_map=None) -> np.ndarray:
+    """The [H, W, S] style weights of --strength-map (a grayscale map of the last style's weight: 1 - m on the
+    first style, m on the last) or --weights-map (one grayscale map per style, comma-separated, normalised to sum
+    to 1 at every pixel), at the first map's size. ValueError or ImageError with a one-line reason otherwise."""
+    if num_styles < 2:
+        raise ValueError("a single-style net has no strength to map")
+    if strength_map is not None:
+        m = read_map(strength_map)
+        return np.stack([1.0 - m if k == 0 else (m if k == num_styles - 1 else np.zeros_like(m))
+                         for k in range(num_styles)], -1).astype(np.float32)
+    paths = [Path(p) for p in str(weights_map).split(",")]
+    if len(paths) != num_styles:
+        raise ValueError(f"--weights-map needs {num_styles} maps (one per style), got {len(paths)}")
+    maps = [read_map(p) for p in paths]
+    h, w = maps[0].shape
+    maps = [m if m.shape == (h, w) else iu.resize(np.repeat(m[..., None], 3, -1), h, w)[..., 0] for m in maps]
+    total = np.sum(maps, axis=0)
+    if np.all(total == 0):
+        raise iu.ImageError(paths[0], "the weights maps are all zero")
+    if np.any(total <= 0):
+        raise iu.ImageError(paths[0], f"the weights maps are all zero at {int((total <= 0).sum())} pixels; "
+                                      "every pixel needs some weight")
+    return (np.stack(maps, -1) / total[..., None]).astype(np.float32)
+
+
+def fit_map(weight_map: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A weight map resized to an input's size (each pixel's weights still summing to 1)."""
+    if weight_map.shape[:2] == (height, width):
+        return weight_map
+    resized = np.stack([iu.resize(np.repeat(weight_map[..., k:k + 1], 3, -1), height, width)[..., 0]
+                        for k in range(weight_map.shape[-1])], -1)
+    return resized / np.maximum(resized.sum(-1, keepdims=True), 1e-8)
+
+
+# Two styles: instance-norm statistics are taken from whole-image runs at these strengths and interpolated per pixel
+MAP_LEVELS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def map_levels(weight_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The uniform weights (levels [K, S]) whose whole-image statistics a map needs, and per pixel how much of each
+    ([H, W, K], summing to 1). Two styles: the strengths of MAP_LEVELS that bracket the map's values, plus its
+    values themselves when it has at most three (a half-and-half or constant map then gets exactly the statistics
+    of those strengths), interpolated linearly. More styles: each style used alone, mixed by the weights. Levels
+    no pixel uses are dropped."""
+    num_styles = weight_map.shape[-1]
+    if num_styles == 2:
+        m = weight_map[..., 1]
+        grid = np.asarray(MAP_LEVELS)
+        low, high = grid[grid <= m.min()].max(), grid[grid >= m.max()].min()
+        ts = set(grid[(grid >= low) & (grid <= high)].tolist())
+        distinct = np.unique(np.round(m, 4))
+        if len(distinct) <= 3:
+            ts |= set(distinct.tolist())
+        ts = np.array(sorted(ts))
+        coeffs = np.stack([np.interp(m, ts, np.eye(len(ts))[k]) for k in range(len(ts))], -1)
+        levels = strength_weights(2, ts)
+    else:
+        levels, coeffs = np.eye(num_styles, dtype=np.float32), weight_map
+    used = coeffs.reshape(-1, coeffs.shape[-1]).max(0) > 1e-6
+    return levels[used], coeffs[..., used].astype(np.float32)
+
+
+def level_statistics(net, image: np.ndarray, levels) -> list:
+    """Instance-norm statistics of whole-image runs of `image` at each level's uniform weights."""
+    out = []
+    for w in levels:
+        with recording_statistics(net) as stats:
+            stylize_array(net, image, w)
+        out.append(stats)
+    return out
+
+
+def stylize_map(net, image: np.ndarray, weight_map: np.ndarray) -> np.ndarray:
+    """Stylize with style weights per pixel (`weight_map` [H, W, S], resized to the image): each region at its own
+    weights, with the instance-norm statistics each region's weights call for (per_pixel_weights)."""
+    weight_map = fit_map(weight_map, *image.shape[:2])
+    levels, coeffs = map_levels(weight_map)
+    stats = level_statistics(net, image, levels)
+    with per_pixel_weights(net, weight_map, stats, coeffs):
+        return stylize_array(net, image, levels[0])
 
 
 def parse_ramp(text: str) -> tuple[float, float]:
@@ -77,11 +171,11 @@ def output_names(files, suffix: str = ".png") -> dict[Path, str]:
 
 
 def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_color: bool = False,
-                  max_side: int | None = None, tile: int | None = None,
-                  overwrite: bool = False) -> tuple[int, int, list[Path]]:
-    """Stylize files and folders into `out` (a strip of `sweep` strengths each, if given), one distinct output per
-    input (output_names); an existing output is kept and listed as skipped unless `overwrite`. Returns (written,
-    failed, skipped outputs)."""
+                  max_side: int | None = None, tile: int | None = None, overwrite: bool = False,
+                  weight_map: np.ndarray | None = None) -> tuple[int, int, list[Path]]:
+    """Stylize files and folders into `out` (a strip of `sweep` strengths each, if given, or with per-pixel weights
+    `weight_map`, resized to each input), one distinct output per input (output_names); an existing output is kept
+    and listed as skipped unless `overwrite`. Returns (written, failed, skipped outputs)."""
     files = []
     for path in inputs:
         path = Path(path)
@@ -103,16 +197,22 @@ def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_c
         if max_side:
             image = iu.resize_max_side(image, max_side)
         if sweep:
-            ws = strength_weights(len(names), np.linspace(0.0, 1.0, sweep))
-            frames = [stylize_array(net, image, w) for w in ws]
-            if keep_color:
-                frames = [preserve_color(fr, image) for fr in frames]
-            iu.save_image(target, iu.image_grid(frames, cols=len(frames), pad=0))
+            frames = [stylize_array(net, image, w)
+                      for w in strength_weights(len(names), np.linspace(0.0, 1.0, sweep))]
+        elif tile:
+            frames = [tiled_stylize(net, image, weights, tile, weight_map=weight_map)]
+        elif weight_map is not None:
+            frames = [stylize_map(net, image, weight_map)]
         else:
-            result = tiled_stylize(net, image, weights, tile) if tile else stylize_array(net, image, weights)
-            if keep_color:
-                result = preserve_color(result, image)
-            iu.save_image(target, result)
+            frames = [stylize_array(net, image, weights)]
+        if not all(np.isfinite(fr).all() for fr in frames):  # not a black picture and exit 0
+            print(f"error: {f}: the network's output is not finite (its weights overflow); not written",
+                  file=sys.stderr)
+            failed += 1
+            continue
+        if keep_color:
+            frames = [preserve_color(fr, image) for fr in frames]
+        iu.save_image(target, iu.image_grid(frames, cols=len(frames), pad=0) if sweep else frames[0])
         print(f"wrote {target}")
         written += 1
     return written, failed, skipped
@@ -141,42 +241,58 @@ def _starts(length: int, tile: int, stride: int) -> list[int]:
 
 
 def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | None = None, margin: int = 32,
-                  stats_max_side: int = 1024) -> np.ndarray:
+                  stats_max_side: int = 1024, weight_map: np.ndarray | None = None) -> np.ndarray:
     """Stylize an image of any size in overlapping `tile` x `tile` pieces blended with linear ramps.
 
     Instance norm normalises by each input's own statistics, so tiles processed on their own would each get a
     different look. A first pass over the whole image (or, when its longer side exceeds `stats_max_side`, over a
     copy shrunk to that size) records every norm layer's statistics; every tile is then normalised with those.
-    Each tile also sees `margin` pixels of real context on every side, cropped away afterwards."""
+    Each tile also sees `margin` pixels of real context on every side, cropped away afterwards. With `weight_map`
+    [H, W, S] the weights vary per pixel (stylize_map): the probe records the statistics of each level the map
+    needs, and each tile mixes them per pixel."""
     h, w = image.shape[:2]
     overlap = tile // 4 if overlap is None else overlap
     probe = image if max(h, w) <= stats_max_side else iu.resize_max_side(image, stats_max_side)
-    with recording_statistics(net) as stats:
-        stylize_array(net, probe, weights)
+    if weight_map is not None:
+        weight_map = fit_map(weight_map, h, w)
+        levels, coeffs = map_levels(weight_map)
+        level_stats = level_statistics(net, probe, levels)
+        weights = levels[0]
+
+        def mode(t0, t1, l0, l1):
+            return per_pixel_weights(net, weight_map[t0:t1, l0:l1], level_stats, coeffs[t0:t1, l0:l1])
+    else:
+        with recording_statistics(net) as stats:
+            stylize_array(net, probe, weights)
+
+        def mode(*_):
+            return fixed_statistics(net, stats)
     out = np.zeros((h, w, 3), np.float32)
     total = np.zeros((h, w, 1), np.float32)
     stride = max(1, tile - overlap)
-    with fixed_statistics(net, stats):
-        for top in _starts(h, tile, stride):
-            for left in _starts(w, tile, stride):
-                bottom, right = min(top + tile, h), min(left + tile, w)
-                t0, l0 = max(0, top - margin), max(0, left - margin)
-                piece = stylize_array(net, image[t0:min(h, bottom + margin), l0:min(w, right + margin)], weights)
-                piece = piece[top - t0:top - t0 + bottom - top, left - l0:left - l0 + right - left]
-                wy = _ramp(bottom - top, overlap, top > 0, bottom < h)
-                wx = _ramp(right - left, overlap, left > 0, right < w)
-                weight = (wy[:, None] * wx[None, :])[..., None]
-                out[top:bottom, left:right] += piece * weight
-                total[top:bottom, left:right] += weight
+    for top in _starts(h, tile, stride):
+        for left in _starts(w, tile, stride):
+            bottom, right = min(top + tile, h), min(left + tile, w)
+            t0, l0, t1, l1 = max(0, top - margin), max(0, left - margin), min(h, bottom + margin), min(w, right + margin)
+            with mode(t0, t1, l0, l1):
+                piece = stylize_array(net, image[t0:t1, l0:l1], weights)
+            piece = piece[top - t0:top - t0 + bottom - top, left - l0:left - l0 + right - left]
+            wy = _ramp(bottom - top, overlap, top > 0, bottom < h)
+            wx = _ramp(right - left, overlap, left > 0, right < w)
+            weight = (wy[:, None] * wx[None, :])[..., None]
+            out[top:bottom, left:right] += piece * weight
+            total[top:bottom, left:right] += weight
     return out / np.maximum(total, 1e-8)
 
 
 # --------------------------------------------------------------------------------------------------------------------
 # Video
 
-def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = None) -> int:
+def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = None, weight_map=None,
+                  keep_color: bool = False) -> int:
     """Stylize every frame of `src` into `dst` (mp4) with the same frame count, size and fps. `weights_at(i, n)`
-    gives the style weights of frame i of n. The file appears only when complete. Returns the frames written."""
+    gives the style weights of frame i of n, or `weight_map` [H, W, S] the same per-pixel weights for every frame
+    (a static map, resized to the frames). The file appears only when complete. Returns the frames written."""
     import cv2
     import keras
 
@@ -201,7 +317,12 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
                 break
             rgb = frame[..., ::-1].astype(np.float32) / 255.0
             small = iu.resize_max_side(rgb, max_side) if max_side else rgb
-            result = stylize_array(net, small, weights_at(written, max(n, written + 1)))
+            if weight_map is not None:
+                result = stylize_map(net, small, weight_map)
+            else:
+                result = stylize_array(net, small, weights_at(written, max(n, written + 1)))
+            if keep_color:
+                result = preserve_color(result, small)
             if result.shape[:2] != (height, width):
                 result = iu.resize(result, height, width)
             writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))
@@ -224,7 +345,10 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
 
 def serving_module(net, num_styles: int):
     """A tf.Module whose `serve` takes `image` [1, H, W, 3] float32 in [0,1] (any H, W) and `weights` [num_styles]
-    float32 and returns {"image": [1, H, W, 3]}."""
+    float32 and returns {"image": [1, H, W, 3]}; with two or more styles also `serve_map`, which takes `image` and
+    `weight_map` [1, H, W, num_styles] (per-pixel weights summing to 1, at the image's size) and returns the same
+    as `stylize --weights-map` (instance-norm statistics of fixed levels: MAP_LEVELS for two styles, each style
+    alone for more, mixed per pixel; see map_levels)."""
     import tensorflow as tf
 
     module = tf.Module()
@@ -236,6 +360,27 @@ def serving_module(net, num_styles: int):
         return {"image": net({"image": image, "weights": weights[None]}, training=False)}
 
     module.serve = serve
+    if num_styles < 2:
+        return module
+    levels = strength_weights(2, MAP_LEVELS) if num_styles == 2 else np.eye(num_styles, dtype=np.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32, name="image"),
+                                  tf.TensorSpec([1, None, None, num_styles], tf.float32, name="weight_map")])
+    def serve_map(image, weight_map):
+        if num_styles == 2:  # linear interpolation between the levels: hat functions of the last style's weight
+            gap = MAP_LEVELS[1] - MAP_LEVELS[0]
+            coeffs = tf.stack([tf.nn.relu(1.0 - tf.abs(weight_map[..., 1] - t) / gap) for t in MAP_LEVELS], -1)
+        else:
+            coeffs = weight_map
+        stats = []
+        for w in levels:
+            with recording_statistics(net) as level:
+                net({"image": image, "weights": tf.constant(w[None])}, training=False)
+            stats.append(level)
+        with per_pixel_weights(net, weight_map, stats, coeffs):
+            return {"image": net({"image": image, "weights": tf.constant(levels[:1])}, training=False)}
+
+    module.serve_map = serve_map
     return module
 
 
@@ -248,7 +393,10 @@ def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         module = serving_module(net, num_styles)
-        tf.saved_model.save(module, str(staging / "saved_model"), signatures={"serving_default": module.serve})
+        signatures = {"serving_default": module.serve}
+        if hasattr(module, "serve_map"):
+            signatures["serving_map"] = module.serve_map
+        tf.saved_model.save(module, str(staging / "saved_model"), signatures=signatures)
         if tflite:
             from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 

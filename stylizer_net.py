@@ -75,6 +75,13 @@ class CropLike(layers.Layer):
         return x[:, :shape[1], :shape[2], :]
 
 
+def resize_like(values, x):
+    """A per-pixel map [1, H, W, K] (at the padded input's size) resized to the height and width of activation `x`
+    (bilinear, antialiased when shrinking), float32."""
+    shape = tf.shape(x)
+    return tf.image.resize(tf.cast(values, tf.float32), [shape[1], shape[2]], antialias=True)
+
+
 class StyleChannels(layers.Layer):
     """Constant planes after RGB: one per style weight (`channels`) or the weight of style B (`balance`)."""
 
@@ -82,13 +89,18 @@ class StyleChannels(layers.Layer):
         super().__init__(**kw)
         self.mode = mode
 
+    _pixel_weights = None  # per_pixel_weights(): [1, H, W, S] weights per pixel instead of the constant planes
+
     def call(self, inputs):
         image, weights = inputs
-        w = weights[:, 1:2] if self.mode == "balance" else weights
-        shape = tf.shape(image)
-        ones = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype)
-        planes = ones * tf.cast(w, image.dtype)[:, None, None, :]
-        return with_channels(tf.concat([image, planes], axis=-1), image.shape[-1] + w.shape[-1])
+        count = 1 if self.mode == "balance" else weights.shape[-1]
+        if self._pixel_weights is not None:
+            planes = tf.cast(resize_like(self._pixel_weights, image)[..., weights.shape[-1] - count:], image.dtype)
+        else:
+            shape = tf.shape(image)
+            ones = tf.ones([shape[0], shape[1], shape[2], 1], image.dtype)
+            planes = ones * tf.cast(weights[:, weights.shape[-1] - count:], image.dtype)[:, None, None, :]
+        return with_channels(tf.concat([image, planes], axis=-1), image.shape[-1] + count)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode}
@@ -110,6 +122,8 @@ class InstanceNorm(layers.Layer):
         super().__init__(**kw)
         self.num_styles, self.planes, self.epsilon = num_styles, planes, epsilon
         self._norm_mode, self._norm_stats = "fused", None
+        self._pixel_weights = None  # per_pixel_weights(): [1, H, W, S] at the padded input's size
+        self._level_coeffs = None   # with mode "mixed": [1, H, W, K], how much of each level's statistics per pixel
 
     def build(self, input_shape):
         c = input_shape[0][-1] if (self.num_styles or self.planes) else input_shape[-1]
@@ -125,13 +139,21 @@ class InstanceNorm(layers.Layer):
         dtype = x.dtype
         x = self.normalize(tf.cast(x, tf.float32), x.shape[-1])
         gamma, beta = tf.cast(self.gamma, tf.float32), tf.cast(self.beta, tf.float32)
+        pixel = None if self._pixel_weights is None else resize_like(self._pixel_weights, x)  # [1, h, w, S]
         if self.num_styles:
-            mix = tf.cast(cond, tf.float32)
-            x = x * (mix @ gamma)[:, None, None, :] + (mix @ beta)[:, None, None, :]
+            if pixel is not None:  # cin with a map: each pixel mixes the styles' scales and shifts by its weights
+                x = x * tf.einsum("bhws,sc->bhwc", pixel, gamma) + tf.einsum("bhws,sc->bhwc", pixel, beta)
+            else:
+                mix = tf.cast(cond, tf.float32)
+                x = x * (mix @ gamma)[:, None, None, :] + (mix @ beta)[:, None, None, :]
         else:
             x = x * gamma[0] + beta[0]
         if self.planes:
-            x = x + (tf.cast(cond, tf.float32) @ tf.cast(self.plane_kernel, tf.float32))[:, None, None, :]
+            kernel = tf.cast(self.plane_kernel, tf.float32)
+            if pixel is not None:  # the planes are the last `planes` weights (all of them, or B's for balance)
+                x = x + tf.einsum("bhwp,pc->bhwc", pixel[..., pixel.shape[-1] - self.planes:], kernel)
+            else:
+                x = x + (tf.cast(cond, tf.float32) @ kernel)[:, None, None, :]
         return tf.cast(x, dtype)
 
     def normalize(self, x, channels):
@@ -145,6 +167,10 @@ class InstanceNorm(layers.Layer):
             return with_channels(tf.transpose(tf.reshape(normed, [h, w, b, c]), [2, 0, 1, 3]), channels)
         if self._norm_mode == "fixed":
             mean, var = self._norm_stats
+        elif self._norm_mode == "mixed":  # per pixel, a mix of several whole-image runs' statistics
+            coeffs = resize_like(self._level_coeffs, x)
+            mean = tf.einsum("bhwk,kc->bhwc", coeffs, self._norm_stats[0])
+            var = tf.einsum("bhwk,kc->bhwc", coeffs, self._norm_stats[1])
         else:
             mean, var = tf.nn.moments(x, [1, 2], keepdims=True)
         if self._norm_mode == "record":
@@ -193,6 +219,41 @@ def fixed_statistics(net, stats):
     its input's own: tiles of one image then all look like the whole image."""
     with _norm_mode(net, "fixed", stats):
         yield
+
+
+@contextlib.contextmanager
+def per_pixel_weights(net, weight_map, level_stats=None, level_coeffs=None):
+    """Inside the block `net` takes its style weights per pixel from `weight_map` [H, W, S] (the input image's
+    size; each pixel's weights sum to 1) instead of its `weights` input: the style planes (`channels`, `balance`,
+    at the input and after every norm) or the scales and shifts (`cin`) vary across the picture.
+
+    Instance norm would still normalise with statistics of the whole, mixed picture, so one region's strength
+    would shift another's look. With `level_stats` (one `recording_statistics` list per level: whole-image runs at
+    uniform weights) and `level_coeffs` [H, W, K] (per pixel, how much of each level; see stylizer_apply.map_levels),
+    every norm normalises each pixel with the mix of those statistics that its own weights call for: far from a
+    boundary a region looks as the whole picture would at its weights."""
+    def padded(values):  # [H, W, K] or [1, H, W, K], arrays or tensors, padded as PadToMultiple pads the image
+        values = tf.convert_to_tensor(values, tf.float32)
+        return PadToMultiple(4)(values if values.shape.rank == 4 else values[None])
+
+    norms = instance_norms(net)
+    planes = [layer for layer in net.layers if isinstance(layer, StyleChannels)]
+    coeffs = None if level_coeffs is None else padded(level_coeffs)
+    weight_map = padded(weight_map)
+    for layer in norms + planes:
+        layer._pixel_weights = weight_map
+    if level_stats is not None:
+        for i, norm in enumerate(norms):
+            means = tf.concat([tf.reshape(stats[i][0], [1, -1]) for stats in level_stats], 0)
+            variances = tf.concat([tf.reshape(stats[i][1], [1, -1]) for stats in level_stats], 0)
+            norm._norm_mode, norm._norm_stats, norm._level_coeffs = "mixed", (means, variances), coeffs
+    try:
+        yield
+    finally:
+        for layer in norms + planes:
+            layer._pixel_weights = None
+        for norm in norms:
+            norm._norm_mode, norm._norm_stats, norm._level_coeffs = "fused", None, None
 
 
 @contextlib.contextmanager

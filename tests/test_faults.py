@@ -288,3 +288,18 @@ def test_temp_files_of_killed_writers_are_reported_and_removed(style_files, tmp_
     assert SS.main(["--vae", str(vae), "--out", str(out), "--pairs", "1", "--points", "2"]) == 0
     assert not tmp.exists()
     assert SS.main(["--out", str(out), "--verify"]) == 0
+
+
+def test_a_non_finite_output_is_an_error_not_a_black_picture(tmp_path, capsys):
+    import stylizer_apply as A
+    import stylizer_net as N
+
+    net = N.build_stylizer(2, "channels")
+    weights = net.get_weights()
+    weights[0] = np.full_like(weights[0], np.inf)
+    net.set_weights(weights)
+    iu.save_image(tmp_path / "in" / "p.png", gradient_image(32, 32))
+    written, failed, skipped = A.stylize_files(net, ["a", "b"], [tmp_path / "in"], tmp_path / "out", [0.5, 0.5])
+    assert (written, failed, skipped) == (0, 1, [])
+    assert "p.png: the network's output is not finite" in capsys.readouterr().err
+    assert not (tmp_path / "out" / "p.png").exists()
