@@ -67,6 +67,13 @@ demo: weights
 	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \
 		--out $(DEMO)/stylized --overwrite
 	cp $(DEMO)/stylized/grace_hopper_sweep.png $(DEMO)/stylized_sweep.png
+	@echo "== stage 5: paint with strength (a map), and flicker of stylized video with and without --stable"
+	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png \
+		--strength-map $(RES)/maps/ramp.png --out $(DEMO)/mapped --overwrite
+	$(PY) image_utilities.py grid $(RES)/maps/ramp.png $(RES)/content/grace_hopper.png \
+		$(DEMO)/mapped/grace_hopper.png --cols 3 --out $(DEMO)/strength_map.png
+	$(PY) benchmarks/video_stability.py --run-dir $(DEMO)/stylizer --style $(RES)/styles/night_swirls.png \
+		--style $(RES)/styles/honeycomb.png --frames 12 --out $(DEMO)/video_stability.json
 	@echo
 	@echo "demo pictures:"
 	@ls -1 $(DEMO)/*.png $(DEMO)/*.gif 2>/dev/null | sed 's/^/  /'

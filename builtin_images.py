@@ -1,10 +1,12 @@
 """The built-in images: procedural styles and content made by code, so the pipeline runs from a fresh clone with no
 downloads and nobody else's artwork. Deterministic at any size.
 
-    python builtin_images.py --out res [--size 256]      # writes res/styles/*.png and res/content/*.png
+    python builtin_images.py --out res [--size 256]      # writes res/styles/, res/content/ and res/maps/
 
 Styles: `honeycomb` (hexagonal wax cells) and `night_swirls` (brush strokes around vortices under a starry sky).
 Content: the photographs matplotlib ships (when its sample data is installed) plus procedural landscapes.
+Maps: `ramp`, a strength map for `stylizer.py stylize --strength-map`. And `camera_clip`, a synthetic video of a
+still photo under a moving camera with its true motion, for measuring flicker.
 """
 from __future__ import annotations
 
@@ -145,11 +147,57 @@ def default_content(size: int = 256) -> dict[str, np.ndarray]:
     return out
 
 
+def camera_clip(photo: np.ndarray, frames: int = 24, size=(192, 256), seed: int = 0, noise: float = 0.02,
+                jitter: float = 0.03) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """A synthetic video of a still photo seen by a moving camera: a slow pan, a zoom in and a little rotation, plus
+    per-frame sensor noise (Gaussian, std `noise`) and brightness jitter (gain 1 +- `jitter`), at `size` (h, w).
+    Returns the frames and, for t >= 1, the true flow from frame t to frame t-1 (from the known camera path;
+    points that come from outside frame t-1 are marked NaN), so flicker can be measured without estimating motion."""
+    h, w = size
+    rng = np.random.default_rng(seed)
+    src = iu.resize(photo, int(h * 1.6), int(w * 1.6))
+    sh, sw = src.shape[:2]
+
+    def camera(t):  # 2x3 affine: photo pixel -> frame pixel
+        k = t / max(frames - 1, 1)
+        scale, angle = 1.0 + 0.15 * k, 3.0 * k
+        centre = (sw / 2 + 0.12 * sw * (k - 0.5), sh / 2 + 0.05 * sh * (k - 0.5))
+        m = cv2.getRotationMatrix2D(centre, angle, scale)
+        m[:, 2] += (w / 2 - centre[0], h / 2 - centre[1])
+        return np.vstack([m, [0, 0, 1]])
+
+    clip, flows = [], []
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    points = np.stack([xs, ys, np.ones_like(xs)], -1)
+    for t in range(frames):
+        a = camera(t)
+        frame = cv2.warpAffine(src, a[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        frame = frame * (1.0 + rng.uniform(-jitter, jitter)) + rng.normal(0.0, noise, frame.shape)
+        clip.append(np.clip(frame, 0.0, 1.0).astype(np.float32))
+        if t:
+            back = points @ (camera(t - 1) @ np.linalg.inv(a)).T  # frame t pixel -> frame t-1 pixel
+            flow = (back[..., :2] - points[..., :2]).astype(np.float32)
+            outside = (back[..., 0] < 0) | (back[..., 0] > w - 1) | (back[..., 1] < 0) | (back[..., 1] > h - 1)
+            flow[outside] = np.nan
+            flows.append(flow)
+    return clip, flows
+
+
+def default_maps(size: int) -> dict[str, np.ndarray]:
+    """Strength maps for `stylize --strength-map`: `ramp` is 0 (the first style) on the left third, rises linearly
+    across the middle third and is 1 (the last style) on the right third."""
+    x = (np.arange(size, dtype=np.float32) + 0.5) / size
+    row = np.clip((x - 1 / 3) * 3, 0.0, 1.0)
+    return {"ramp": np.repeat(np.tile(row, (size, 1))[..., None], 3, -1)}
+
+
 def write_defaults(out_dir, size: int = 256) -> dict[str, list[Path]]:
-    """Write the default styles to OUT/styles and the default content to OUT/content (idempotent)."""
+    """Write the default styles to OUT/styles, the default content to OUT/content and the strength maps to
+    OUT/maps (idempotent)."""
     out_dir = Path(out_dir)
-    written = {"styles": [], "content": []}
-    for kind, images in (("styles", default_styles(size)), ("content", default_content(size))):
+    written = {"styles": [], "content": [], "maps": []}
+    for kind, images in (("styles", default_styles(size)), ("content", default_content(size)),
+                         ("maps", default_maps(size))):
         for name, im in images.items():
             path = out_dir / kind / f"{name}.png"
             if not path.exists():
@@ -170,7 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     written = write_defaults(args.out, args.size)
-    print(f"wrote {len(written['styles'])} styles and {len(written['content'])} content images under {args.out}")
+    print(f"wrote {len(written['styles'])} styles, {len(written['content'])} content images and "
+          f"{len(written['maps'])} strength maps under {args.out}")
     return 0
 
 

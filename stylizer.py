@@ -43,6 +43,7 @@ from run_dir import (EXIT_CODES, Run, RunControl, RunError, add_run_args, config
 ROOT = Path(__file__).resolve().parent
 DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
 CONDITIONINGS = ("channels", "balance", "cin", "none")
+STABLE_MODES = ("none", "stats", "flow", "both")  # stylizer_apply.STABLE_MODES (not imported here: fast --help)
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
@@ -250,7 +251,8 @@ def stylize_videos(args, net, names, weights, weight_map=None) -> int:
             print(f"skipped {src}: {dst} exists (--overwrite replaces it)")
             continue
         try:
-            frames = stylize_video(net, src, dst, weights_at, args.max_side, weight_map, args.preserve_color)
+            frames = stylize_video(net, src, dst, weights_at, args.max_side, weight_map, args.preserve_color,
+                                   args.stable)
             print(f"wrote {dst}: {frames} frames")
         except iu.ImageError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -355,6 +357,9 @@ def add_stylize_args(p):
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist (default: skip and list "
                                                               "them)")
     p.add_argument("--video", action="store_true", help="inputs are videos: write an mp4 of each")
+    p.add_argument("--stable", nargs="?", const="flow", default="none", choices=STABLE_MODES,
+                   help="video: temporal consistency; flow (the flag alone): blend the flow-warped previous output "
+                        "where the flow is reliable; stats: smooth instance-norm statistics across frames; both")
     p.add_argument("--strength-ramp", metavar="A:B", help="video: sweep the strength from A to B over the clip "
                                                           "(default: --strength throughout)")
 

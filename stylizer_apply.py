@@ -8,6 +8,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sys
@@ -17,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, strength_weights,
-                          unfused_norms)
+from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, smoothed_statistics,
+                          strength_weights, unfused_norms)
 
 
 def stylize_array(net, image: np.ndarray, weights) -> np.ndarray:
@@ -288,11 +289,50 @@ def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | Non
 # --------------------------------------------------------------------------------------------------------------------
 # Video
 
+# Temporal consistency of stylize --video --stable MODE (benchmarks/video_stability.py measures each):
+# stats: instance-norm statistics smoothed across frames (smoothed_statistics); flow: where the optical flow between
+# the input frames is reliable (DIS, forward-backward check), blend the previous output, warped to this frame
+# (bicubic), into this one (FLOW_BLEND of it) and give the blend the contrast of this frame's own result
+# (match_moments); both: the two together.
+STABLE_MODES = ("none", "stats", "flow", "both")
+FLOW_BLEND, STATS_MOMENTUM = 0.6, 0.8
+
+
+def stylize_frames(net, frames, weights_at, stable: str = "none", weight_map=None, blend: float = FLOW_BLEND,
+                   momentum: float = STATS_MOMENTUM):
+    """Yield the stylized frames of an iterable of frames (float RGB, one size): frame i at weights `weights_at(i)`,
+    or at per-pixel weights `weight_map`, made temporally consistent as `stable` says (STABLE_MODES). With a map
+    the statistics come from its levels (stylize_map), so `stats` smoothing does not apply to it."""
+    if stable not in STABLE_MODES:
+        raise ValueError(f"unknown --stable mode '{stable}': use {', '.join(STABLE_MODES)}")
+    smooth = stable in ("stats", "both") and weight_map is None
+    previous = None
+    with smoothed_statistics(net, momentum) if smooth else contextlib.nullcontext():
+        for i, frame in enumerate(frames):
+            out = stylize_map(net, frame, weight_map) if weight_map is not None else \
+                stylize_array(net, frame, weights_at(i))
+            if stable in ("flow", "both") and previous is not None:
+                back, forward = iu.optical_flow(frame, previous[0]), iu.optical_flow(previous[0], frame)
+                trust = blend * iu.reliable_flow(back, forward)[..., None]
+                mixed = (1.0 - trust) * out + trust * iu.warp(previous[1], back, cubic=True)
+                out = match_moments(mixed, out)
+            previous = (frame, out)
+            yield out
+
+
+def match_moments(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """`image` with each channel's mean and standard deviation set to those of `reference`: blending two frames
+    whose textures are not aligned stroke for stroke averages contrast away, which this gives back."""
+    mean, std = image.mean((0, 1)), image.std((0, 1))
+    return np.clip((image - mean) / np.maximum(std, 1e-6) * reference.std((0, 1)) + reference.mean((0, 1)), 0, 1)
+
+
 def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = None, weight_map=None,
-                  keep_color: bool = False) -> int:
+                  keep_color: bool = False, stable: str = "none") -> int:
     """Stylize every frame of `src` into `dst` (mp4) with the same frame count, size and fps. `weights_at(i, n)`
     gives the style weights of frame i of n, or `weight_map` [H, W, S] the same per-pixel weights for every frame
-    (a static map, resized to the frames). The file appears only when complete. Returns the frames written."""
+    (a static map, resized to the frames); `stable` as in stylize_frames. The file appears only when complete.
+    Returns the frames written."""
     import cv2
     import keras
 
@@ -310,19 +350,22 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
         raise iu.ImageError(dst, "cannot write an mp4 here")
     bar = keras.utils.Progbar(n or None, unit_name="frame")
     written = 0
-    try:
+
+    last = []  # the input frame being stylized (for --preserve-color)
+
+    def read():
         while True:
             ok, frame = cap.read()
             if not ok:
-                break
+                return
             rgb = frame[..., ::-1].astype(np.float32) / 255.0
-            small = iu.resize_max_side(rgb, max_side) if max_side else rgb
-            if weight_map is not None:
-                result = stylize_map(net, small, weight_map)
-            else:
-                result = stylize_array(net, small, weights_at(written, max(n, written + 1)))
+            last[:] = [iu.resize_max_side(rgb, max_side) if max_side else rgb]
+            yield last[0]
+
+    try:
+        for result in stylize_frames(net, read(), lambda i: weights_at(i, max(n, i + 1)), stable, weight_map):
             if keep_color:
-                result = preserve_color(result, small)
+                result = preserve_color(result, last[0])
             if result.shape[:2] != (height, width):
                 result = iu.resize(result, height, width)
             writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))

@@ -173,7 +173,10 @@ class InstanceNorm(layers.Layer):
             var = tf.einsum("bhwk,kc->bhwc", coeffs, self._norm_stats[1])
         else:
             mean, var = tf.nn.moments(x, [1, 2], keepdims=True)
-        if self._norm_mode == "record":
+        if self._norm_mode == "smooth" and self._norm_stats is not None:  # frames of a video: an EMA of statistics
+            m = self._momentum
+            mean, var = m * self._norm_stats[0] + (1 - m) * mean, m * self._norm_stats[1] + (1 - m) * var
+        if self._norm_mode in ("record", "smooth"):
             self._norm_stats = (mean, var)
         return (x - mean) * tf.math.rsqrt(var + self.epsilon)
 
@@ -218,6 +221,17 @@ def fixed_statistics(net, stats):
     """Every instance norm of `net` normalises with the given statistics (from `recording_statistics`) instead of
     its input's own: tiles of one image then all look like the whole image."""
     with _norm_mode(net, "fixed", stats):
+        yield
+
+
+@contextlib.contextmanager
+def smoothed_statistics(net, momentum: float = 0.8):
+    """Inside the block every instance norm of `net` normalises with an exponential moving average of the
+    statistics of the inputs it has seen (weight `momentum` on the past): the frames of a video then share slowly
+    moving statistics instead of each frame's own, so noise and lighting changes do not pump the whole picture."""
+    with _norm_mode(net, "smooth") as norms:
+        for norm in norms:
+            norm._momentum = momentum
         yield
 
 

@@ -44,3 +44,34 @@ def snapshot_image_steps(run_dir) -> list[int]:
             steps += [event.step for v in event.summary.value
                       if v.tag == "snapshot" and v.metadata.plugin_data.plugin_name == "images"]
     return sorted(steps)
+
+
+def styled_net(conditioning: str, num_styles: int = 2, seed: int = 0):
+    """An untrained net whose style conditioning is made strong: random per-style scales and shifts (cin) or
+    random plane kernels, so that strengths 0 and 1 give clearly different pictures."""
+    import stylizer_net as N
+
+    net = N.build_stylizer(num_styles, conditioning)
+    rng = np.random.default_rng(seed)
+    for norm in N.instance_norms(net):
+        if conditioning == "cin":
+            norm.gamma.assign(rng.uniform(0.5, 1.5, norm.gamma.shape).astype(np.float32))
+            norm.beta.assign(rng.normal(0, 0.5, norm.beta.shape).astype(np.float32))
+        else:
+            norm.plane_kernel.assign(rng.normal(0, 1.0, norm.plane_kernel.shape).astype(np.float32))
+    return net
+
+
+def save_as_run(net, conditioning: str, run_dir, num_styles: int = 2):
+    """A stylizer run folder holding `net`, as training would write it (config, styles.json, one checkpoint)."""
+    import image_utilities as iu
+    import stylizer as S
+    from run_dir import Run
+
+    names = [f"style_{k}" for k in range(num_styles)]
+    run = Run(run_dir, S.StylizerConfig(style_images=tuple(f"{n}.png" for n in names), conditioning=conditioning,
+                                        steps=1))
+    run.checkpoint(net=net)
+    run.save(1)
+    iu.atomic_write_json(run.path / "styles.json", {"style_names": names, "num_styles": num_styles})
+    return run.path

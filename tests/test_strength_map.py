@@ -7,22 +7,7 @@ import image_utilities as iu
 import stylizer as S
 import stylizer_apply as A
 import stylizer_net as N
-from conftest import gradient_image
-from run_dir import Run
-
-
-def styled_net(conditioning: str, num_styles: int = 2, seed: int = 0):
-    """An untrained net whose style conditioning is made strong: random per-style scales and shifts (cin) or
-    random plane kernels, so that strengths 0 and 1 give clearly different pictures."""
-    net = N.build_stylizer(num_styles, conditioning)
-    rng = np.random.default_rng(seed)
-    for norm in N.instance_norms(net):
-        if conditioning == "cin":
-            norm.gamma.assign(rng.uniform(0.5, 1.5, norm.gamma.shape).astype(np.float32))
-            norm.beta.assign(rng.normal(0, 0.5, norm.beta.shape).astype(np.float32))
-        else:
-            norm.plane_kernel.assign(rng.normal(0, 1.0, norm.plane_kernel.shape).astype(np.float32))
-    return net
+from conftest import gradient_image, save_as_run, styled_net
 
 
 def half_map(h, w):
@@ -94,12 +79,7 @@ def test_exported_model_takes_a_weight_map(tmp_path):
 
 
 def test_stylize_cli_with_maps_and_bad_maps(tmp_path, capsys):
-    net = styled_net("balance")  # a run folder holding it, as training would write it
-    run = tmp_path / "run"
-    r = Run(run, S.StylizerConfig(style_images=("a.png", "b.png"), conditioning="balance", steps=1))
-    r.checkpoint(net=net)
-    r.save(1)
-    iu.atomic_write_json(run / "styles.json", {"style_names": ["a", "b"], "num_styles": 2})
+    run = save_as_run(styled_net("balance"), "balance", tmp_path / "run")
     photo = tmp_path / "p.png"
     iu.save_image(photo, gradient_image(64, 96, seed=7))
     m = half_map(64, 96)[..., 1]
