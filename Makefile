@@ -11,7 +11,7 @@ VAE_STEPS ?= 1000
 PAIRS     ?= 24
 STY_STEPS ?= 300
 
-.PHONY: setup weights demo test test-slow bench clean
+.PHONY: setup weights demo test test-slow bench studio clean
 
 setup: $(STAMP)
 
@@ -58,7 +58,7 @@ demo: weights
 	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
 	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9
 	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
-	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/sample_fidelity.json
+	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/samples/sample_fidelity.json
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
@@ -77,6 +77,10 @@ demo: weights
 	@echo
 	@echo "demo pictures:"
 	@ls -1 $(DEMO)/*.png $(DEMO)/*.gif 2>/dev/null | sed 's/^/  /'
+
+# The web studio on the demo's stylizer (after `make demo`): http://127.0.0.1:7860/
+studio: setup
+	$(PY) stylizer.py serve --run-dir $(DEMO)/stylizer --port 7860
 
 clean:
 	rm -rf $(DEMO)

@@ -11,6 +11,7 @@ Transfer and Super-Resolution", arXiv 1603.08155) conditioned on style weights, 
     python stylizer.py export --run-dir runs/sty --out exported/ [--tflite]
     python stylizer.py optimize --content photo.jpg --style a.jpg [--style b.jpg --weights .7,.3] --out o.png
     python stylizer.py evaluate --run-dir runs/sty --content photos/ [--strengths 11] [--out RUN/evaluate.json]
+    python stylizer.py serve --run-dir runs/sty [--port 7860] [--host 127.0.0.1]       # the web studio
 
 Conditioning (`--conditioning`): `channels` (default, the original design: RGB plus one constant channel per style
 holding its weight in [0, 1]), `balance` (two styles: RGB plus one channel holding the weight of style B), `cin`
@@ -308,6 +309,12 @@ def evaluate_command(args) -> int:
     return 0
 
 
+def serve_command(args) -> int:
+    from stylizer_studio import serve
+
+    return serve(args.run_dir, args.host, args.port, args.samples, args.max_pixels)
+
+
 def add_train_args(p):
     d = StylizerConfig()
     p.add_argument("--samples", default="", metavar="DIR", help="a style_sampler.py folder of sampled styles")
@@ -402,6 +409,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strengths", type=int, default=11, help="evenly spaced strengths from 0 to 1")
     p.add_argument("--out", type=Path, help="the JSON to write, with a .png plot beside it "
                                             "(default: RUN/evaluate.json)")
+    p = command("serve", serve_command, "a local web studio: stylize with live sliders and a painted strength map, "
+                                        "browse the style samples")
+    p.add_argument("--run-dir", type=Path, required=True, help="a trained stylizer run folder")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to your network)")
+    p.add_argument("--port", type=int, default=7860, help="port to serve on (0: any free port)")
+    p.add_argument("--samples", type=Path, help="style-sample folder to browse (default: the run's --samples)")
+    p.add_argument("--max-pixels", type=int, default=16_000_000, help="largest upload accepted, in pixels")
     return parser
 
 

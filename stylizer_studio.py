@@ -1,0 +1,313 @@
+"""A local web studio for a trained stylizer run: `python stylizer.py serve --run-dir RUN [--port 7860]`.
+
+One page (studio/index.html, plain HTML and JavaScript served from this folder: nothing is fetched from the
+internet) over a small JSON API on Python's own threading HTTP server:
+
+    GET  /                      the page (and /studio/<file> for its assets)
+    GET  /api/info              style names, conditioning, built-in content names, limits, the sample folder
+    POST /api/image             body: image file bytes -> {"id", "width", "height"} (or {"error"} and status 400)
+    GET  /api/builtin/<name>    -> {"id", ...} for a built-in content image
+    POST /api/stylize           {"id", "weights": [...], "map": PNG data URL or null, "full": bool}
+                                -> {"url": "/api/result/<n>.png", "seconds", "width", "height"}
+    POST /api/sweep             {"id", "n"} -> {"url", ...}: the strip of n strengths from 0 to 1
+    GET  /api/result/<n>.png    a rendered result (the last RESULTS_KEPT are kept)
+    GET  /api/source/<id>.png   an uploaded image at preview size (what the strength map is painted over)
+    GET  /api/samples           the sample folder: pairs x t with weights, and sample_fidelity.json if present
+    GET  /api/sample/<file>     one sample image (only names listed in the folder's manifest)
+
+Previews are rendered at most PREVIEW_SIDE pixels on the longer side; `full` renders at the upload's own size, in
+tiles above TILE_ABOVE pixels. The network is shared, so renders are serialised by a lock. A bad request (not an
+image, too many pixels, malformed JSON) gets status 400 and a one-line {"error"}; the server keeps serving.
+"""
+from __future__ import annotations
+
+import base64
+import collections
+import itertools
+import json
+import mimetypes
+import tempfile
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+
+import image_utilities as iu
+
+ROOT = Path(__file__).resolve().parent
+PAGE_DIR = ROOT / "studio"
+PREVIEW_SIDE = 512
+TILE_ABOVE, TILE = 1536, 512
+RESULTS_KEPT, IMAGES_KEPT = 32, 8
+
+
+class BadRequest(ValueError):
+    """A request the studio cannot serve; its message goes back to the page."""
+
+
+class Studio:
+    """The state behind the page: the run's network, uploaded images and rendered results (bounded caches)."""
+
+    def __init__(self, run_dir, samples=None, max_pixels: int = 16_000_000):
+        import builtin_images
+        import stylizer as S
+
+        self.run_dir = Path(run_dir)
+        self.net, self.config, self.names = S.load_stylizer(self.run_dir)
+        self.samples = Path(samples) if samples else (Path(self.config.samples) if self.config.samples else None)
+        self.max_pixels = max_pixels
+        self.builtin = builtin_images.default_content(PREVIEW_SIDE)
+        self.images = collections.OrderedDict()   # id -> float image, the newest last
+        self.results = collections.OrderedDict()  # n -> PNG bytes
+        self.counter = itertools.count(1)
+        self.lock = threading.Lock()              # one render at a time: the network is shared
+        self.tmp = Path(tempfile.mkdtemp(prefix="studio-"))
+
+    # ---- inputs -----------------------------------------------------------------------------------------------------
+    def add_image(self, image: np.ndarray) -> dict:
+        key = f"img{next(self.counter)}"
+        self.images[key] = image
+        while len(self.images) > IMAGES_KEPT:
+            self.images.popitem(last=False)
+        return {"id": key, "width": int(image.shape[1]), "height": int(image.shape[0])}
+
+    def upload(self, data: bytes, name: str) -> dict:
+        """Decode an uploaded file exactly as `stylize` reads a file (iu.load_image)."""
+        if not data:
+            raise BadRequest("empty upload")
+        suffix = Path(name).suffix.lower() if Path(name).suffix.lower() in iu.IMAGE_EXTENSIONS else ".img"
+        path = self.tmp / f"upload{next(self.counter)}{suffix}"
+        path.write_bytes(data)
+        try:
+            image = iu.load_image(path, max_pixels=self.max_pixels)
+        except iu.ImageError as e:
+            raise BadRequest(f"{name or 'the upload'}: {e.reason}") from None
+        finally:
+            path.unlink(missing_ok=True)
+        return self.add_image(image)
+
+    def image(self, key) -> np.ndarray:
+        if key not in self.images:
+            raise BadRequest("unknown image id (upload it again)")
+        return self.images[key]
+
+    def weights(self, values) -> np.ndarray:
+        try:
+            w = np.asarray(values, np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise BadRequest("weights must be numbers") from None
+        if len(w) != len(self.names) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise BadRequest(f"weights: {len(self.names)} non-negative numbers, not all zero")
+        return (w / w.sum()).astype(np.float32)
+
+    def strength_map(self, data_url: str, height: int, width: int) -> np.ndarray:
+        """A painted map (PNG data URL, grayscale = the last style's weight) as [H, W, S] weights."""
+        from stylizer_apply import fit_map, load_weight_map
+
+        try:
+            raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
+        except (IndexError, ValueError):
+            raise BadRequest("the strength map is not a PNG data URL") from None
+        path = self.tmp / f"map{next(self.counter)}.png"
+        path.write_bytes(raw)
+        try:
+            weight_map = load_weight_map(len(self.names), strength_map=path)
+        except (iu.ImageError, ValueError) as e:
+            raise BadRequest(f"strength map: {getattr(e, 'reason', e)}") from None
+        finally:
+            path.unlink(missing_ok=True)
+        return fit_map(weight_map, height, width)
+
+    # ---- rendering --------------------------------------------------------------------------------------------------
+    def keep(self, picture: np.ndarray, seconds: float) -> dict:
+        n = next(self.counter)
+        self.results[n] = iu.encode_image(picture, ".png")
+        while len(self.results) > RESULTS_KEPT:
+            self.results.popitem(last=False)
+        return {"url": f"/api/result/{n}.png", "seconds": round(seconds, 3), "width": int(picture.shape[1]),
+                "height": int(picture.shape[0])}
+
+    def stylize(self, request: dict) -> dict:
+        from stylizer_apply import stylize_array, stylize_map, tiled_stylize
+
+        image = self.image(request.get("id"))
+        if not request.get("full"):
+            image = iu.resize_max_side(image, PREVIEW_SIDE) if max(image.shape[:2]) > PREVIEW_SIDE else image
+        weights = self.weights(request.get("weights"))
+        weight_map = self.strength_map(request["map"], *image.shape[:2]) if request.get("map") else None
+        with self.lock:
+            t0 = time.perf_counter()
+            if max(image.shape[:2]) > TILE_ABOVE:
+                out = tiled_stylize(self.net, image, weights, TILE, weight_map=weight_map)
+            elif weight_map is not None:
+                out = stylize_map(self.net, image, weight_map)
+            else:
+                out = stylize_array(self.net, image, weights)
+            seconds = time.perf_counter() - t0
+        print(f"stylized {image.shape[1]}x{image.shape[0]} at {[round(float(w), 3) for w in weights]}"
+              f"{' with a map' if weight_map is not None else ''} in {seconds:.2f} s", flush=True)
+        return self.keep(out, seconds)
+
+    def sweep(self, request: dict) -> dict:
+        from stylizer_apply import stylize_array
+        from stylizer_net import strength_weights
+
+        image = iu.resize_max_side(self.image(request.get("id")), 256)
+        n = int(request.get("n", 5))
+        if not 2 <= n <= 11:
+            raise BadRequest("a sweep has 2 to 11 strengths")
+        with self.lock:
+            t0 = time.perf_counter()
+            frames = [stylize_array(self.net, image, w)
+                      for w in strength_weights(len(self.names), np.linspace(0.0, 1.0, n))]
+            seconds = time.perf_counter() - t0
+        return self.keep(iu.image_grid(frames, cols=n, pad=0), seconds)
+
+    # ---- the sample folder ------------------------------------------------------------------------------------------
+    def sample_table(self) -> dict:
+        import style_sampler
+
+        if self.samples is None or not (self.samples / style_sampler.MANIFEST).exists():
+            return {"folder": str(self.samples) if self.samples else None, "rows": [], "fidelity": None}
+        entries = style_sampler.read_manifest(self.samples)
+        rows = collections.defaultdict(list)
+        for e in entries:
+            rows[e["pair"]].append({"file": e["file"], "t": e["t"], "weights": e["weights"],
+                                    "url": f"/api/sample/{e['file']}"})
+        fidelity_path = self.samples / "sample_fidelity.json"
+        fidelity = json.loads(fidelity_path.read_text()) if fidelity_path.exists() else None
+        return {"folder": str(self.samples), "styles": style_sampler.style_names(self.samples, len(self.names)),
+                "rows": [sorted(rows[p], key=lambda c: c["t"]) for p in sorted(rows)],
+                "fidelity": fidelity.get("summary") if isinstance(fidelity, dict) else None}
+
+    def sample_file(self, name: str) -> Path:
+        import style_sampler
+
+        if self.samples is None or name not in style_sampler.manifest_by_file(self.samples):
+            raise BadRequest(f"{name}: not a sample of this folder")
+        return self.samples / name
+
+
+def make_handler(studio: Studio):
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "stylizer-studio"
+
+        def log_message(self, fmt, *args):  # one quiet line per error only
+            pass
+
+        def send(self, status, body: bytes, content_type: str):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def send_json(self, obj, status=HTTPStatus.OK):
+            self.send(status, json.dumps(obj).encode(), "application/json")
+
+        def guarded(self, fn):
+            try:
+                fn()
+            except BadRequest as e:
+                self.send_json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
+            except Exception as e:  # noqa: BLE001 - the server keeps serving whatever one request does
+                print(f"error serving {self.path}: {type(e).__name__}: {e}", flush=True)
+                self.send_json({"error": f"internal error: {type(e).__name__}: {e}"},
+                               HTTPStatus.INTERNAL_SERVER_ERROR)
+
+        def body(self, limit: int) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > limit:
+                raise BadRequest(f"upload of {length:,} bytes is over the limit of {limit:,}")
+            return self.rfile.read(length)
+
+        def do_GET(self):
+            self.guarded(self.get)
+
+        def do_POST(self):
+            self.guarded(self.post)
+
+        def get(self):
+            path = unquote(urlparse(self.path).path)
+            if path in ("/", "/index.html"):
+                return self.send(HTTPStatus.OK, (PAGE_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
+            if path.startswith("/studio/"):
+                asset = (PAGE_DIR / path[len("/studio/"):]).resolve()
+                if asset.parent != PAGE_DIR.resolve() or not asset.is_file():
+                    raise BadRequest(f"{path}: no such page asset")
+                kind = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
+                return self.send(HTTPStatus.OK, asset.read_bytes(), kind)
+            if path == "/api/info":
+                return self.send_json({"styles": studio.names, "conditioning": studio.config.conditioning,
+                                       "builtin": sorted(studio.builtin), "max_pixels": studio.max_pixels,
+                                       "preview_side": PREVIEW_SIDE, "run": str(studio.run_dir),
+                                       "samples": str(studio.samples) if studio.samples else None})
+            if path.startswith("/api/builtin/"):
+                name = path[len("/api/builtin/"):]
+                if name not in studio.builtin:
+                    raise BadRequest(f"{name}: no such built-in image")
+                return self.send_json(studio.add_image(studio.builtin[name]))
+            if path.startswith("/api/source/") and path.endswith(".png"):  # the input, at preview size
+                image = studio.image(path[len("/api/source/"):-4])
+                image = iu.resize_max_side(image, PREVIEW_SIDE) if max(image.shape[:2]) > PREVIEW_SIDE else image
+                return self.send(HTTPStatus.OK, iu.encode_image(image, ".png"), "image/png")
+            if path.startswith("/api/result/") and path.endswith(".png"):
+                n = path[len("/api/result/"):-4]
+                if not n.isdigit() or int(n) not in studio.results:
+                    raise BadRequest("that result has expired; render it again")
+                return self.send(HTTPStatus.OK, studio.results[int(n)], "image/png")
+            if path == "/api/samples":
+                return self.send_json(studio.sample_table())
+            if path.startswith("/api/sample/"):
+                return self.send(HTTPStatus.OK, studio.sample_file(path[len("/api/sample/"):]).read_bytes(),
+                                 "image/png")
+            raise BadRequest(f"{path}: not found")
+
+        def post(self):
+            path = urlparse(self.path).path
+            if path == "/api/image":
+                name = unquote(self.headers.get("X-Filename") or "upload")
+                return self.send_json(studio.upload(self.body(200 * 2 ** 20), name))
+            try:
+                request = json.loads(self.body(50 * 2 ** 20) or b"{}")
+            except json.JSONDecodeError:
+                raise BadRequest("the request is not JSON") from None
+            if not isinstance(request, dict):
+                raise BadRequest("the request must be a JSON object")
+            if path == "/api/stylize":
+                return self.send_json(studio.stylize(request))
+            if path == "/api/sweep":
+                return self.send_json(studio.sweep(request))
+            raise BadRequest(f"{path}: not found")
+
+    return Handler
+
+
+def make_server(run_dir, host: str = "127.0.0.1", port: int = 7860, samples=None,
+                max_pixels: int = 16_000_000) -> ThreadingHTTPServer:
+    """The studio's HTTP server, bound but not yet serving (call serve_forever; port 0 picks a free port)."""
+    studio = Studio(run_dir, samples, max_pixels)
+    server = ThreadingHTTPServer((host, port), make_handler(studio))
+    server.daemon_threads = True
+    server.studio = studio
+    return server
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 7860, samples=None, max_pixels: int = 16_000_000) -> int:
+    server = make_server(run_dir, host, port, samples, max_pixels)
+    url = f"http://{host}:{server.server_address[1]}/"
+    print(f"studio for {run_dir} at {url} (Ctrl-C stops it). From another machine: "
+          f"ssh -L {server.server_address[1]}:127.0.0.1:{server.server_address[1]} USER@THIS_HOST, then open "
+          f"http://localhost:{server.server_address[1]}/", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
