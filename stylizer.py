@@ -7,7 +7,8 @@ Transfer and Super-Resolution", arXiv 1603.08155) conditioned on style weights, 
     python stylizer.py train --style a.jpg --style b.jpg --run-dir runs/mix              # Gram mixing, no VAE
     python stylizer.py stylize --run-dir runs/sty photo.jpg --out out/ [--strength 0.3 | --weights .2,.8]
                                [--sweep 5] [--preserve-color] [--max-side 1024] [--tile 512]
-    python stylizer.py stylize --run-dir runs/sty --video in.mp4 --out out.mp4 [--strength-ramp 0:1]
+    python stylizer.py stylize --run-dir runs/sty photo.jpg --strength-map map.png --out out/    # per-pixel strength
+    python stylizer.py stylize --run-dir runs/sty --video in.mp4 --out out.mp4 [--strength-ramp 0:1] [--stable]
     python stylizer.py export --run-dir runs/sty --out exported/ [--tflite]
     python stylizer.py optimize --content photo.jpg --style a.jpg [--style b.jpg --weights .7,.3] --out o.png
     python stylizer.py evaluate --run-dir runs/sty --content photos/ [--strengths 11] [--out RUN/evaluate.json]
@@ -21,8 +22,8 @@ on the last.
 
 This file holds the config, training, loading a run and the CLI; the rest lives in its siblings:
 stylizer_net.py (layers, the network, strength -> weights), stylizer_data.py (style targets, Gram cache, content
-stream), stylizer_apply.py (stylize, colour preservation, tiles, video, export), stylizer_eval.py (Gatys et al.
-optimisation baseline, evaluate, plot).
+stream), stylizer_apply.py (stylize, strength maps, colour preservation, tiles, stable video, export),
+stylizer_eval.py (Gatys et al. optimisation baseline, evaluate, plot), stylizer_studio.py (the web studio).
 """
 from __future__ import annotations
 

@@ -2,9 +2,12 @@
 
 - `stylize_array` (one image), `stylize_files` (files and folders, strength sweeps), `preserve_color` (keep the
   content's chroma), `parse_weights` / `parse_ramp` (the --strength, --weights and --strength-ramp values).
+- `load_weight_map`, `stylize_map`: style weights per pixel (--strength-map, --weights-map), each region normalised
+  with the statistics its own weights call for.
 - `tiled_stylize`: images of any size in overlapping tiles that share the whole image's instance-norm statistics.
-- `stylize_video`: every frame of a video, optionally sweeping the strength.
-- `export`: a SavedModel, and optionally a .tflite, of the network.
+- `stylize_frames`, `stylize_video`: every frame of a video, optionally sweeping the strength, made temporally
+  consistent with --stable.
+- `export`: a SavedModel (with a per-pixel `serving_map` signature), and optionally a .tflite, of the network.
 """
 from __future__ import annotations
 
