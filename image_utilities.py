@@ -349,12 +349,17 @@ def optical_flow(src: np.ndarray, dst: np.ndarray, method: str = "dis") -> np.nd
     raise ValueError(f"unknown flow method '{method}': use dis or farneback")
 
 
+def flow_targets(flow: np.ndarray) -> np.ndarray:
+    """p + flow[p] for every pixel p = (x, y): where each pixel's flow lands, [H, W, 2] float32."""
+    h, w = flow.shape[:2]
+    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
+    return grid + flow
+
+
 def warp(image: np.ndarray, flow: np.ndarray, cubic: bool = False) -> np.ndarray:
     """Sample `image` at p + flow[p] (bilinear, or bicubic: less blur when warps repeat; edges replicated): with
     the flow from frame t to frame t-1, the previous frame's pixels moved to where they are in frame t."""
-    h, w = flow.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
-    where = grid + flow
+    where = flow_targets(flow)
     return cv2.remap(image.astype(np.float32), where[..., 0], where[..., 1],
                      cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
@@ -364,8 +369,7 @@ def reliable_flow(back: np.ndarray, forward: np.ndarray) -> np.ndarray:
     inside frame t-1 and the flow `forward` (t-1 -> t) there leads back (forward-backward check of Sundaram et al.
     2010, the criterion Ruder et al. 2016 use for occlusions)."""
     h, w = back.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
-    where = grid + back
+    where = flow_targets(back)
     inside = (where[..., 0] >= 0) & (where[..., 0] <= w - 1) & (where[..., 1] >= 0) & (where[..., 1] <= h - 1)
     there = warp(forward, back)
     mismatch = np.sum((there + back) ** 2, -1)

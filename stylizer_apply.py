@@ -132,14 +132,25 @@ def level_statistics(net, image: np.ndarray, levels) -> list:
     return out
 
 
-def stylize_map(net, image: np.ndarray, weight_map: np.ndarray) -> np.ndarray:
-    """Stylize with style weights per pixel (`weight_map` [H, W, S], resized to the image): each region at its own
-    weights, with the instance-norm statistics each region's weights call for (per_pixel_weights)."""
-    weight_map = fit_map(weight_map, *image.shape[:2])
-    levels, coeffs = map_levels(weight_map)
+def prepare_map(weight_map: np.ndarray, height: int, width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(weights [H, W, S] fitted to an input's size, levels, per-pixel level coefficients): what a map needs for
+    every input of that size, computed once (map_levels)."""
+    weight_map = fit_map(weight_map, height, width)
+    return (weight_map, *map_levels(weight_map))
+
+
+def stylize_prepared(net, image: np.ndarray, prepared) -> np.ndarray:
+    """stylize_map with a map already prepared for this image's size (prepare_map): the frames of a video share it."""
+    weight_map, levels, coeffs = prepared
     stats = level_statistics(net, image, levels)
     with per_pixel_weights(net, weight_map, stats, coeffs):
         return stylize_array(net, image, levels[0])
+
+
+def stylize_map(net, image: np.ndarray, weight_map: np.ndarray) -> np.ndarray:
+    """Stylize with style weights per pixel (`weight_map` [H, W, S], resized to the image): each region at its own
+    weights, with the instance-norm statistics each region's weights call for (per_pixel_weights)."""
+    return stylize_prepared(net, image, prepare_map(weight_map, *image.shape[:2]))
 
 
 def parse_ramp(text: str) -> tuple[float, float]:
@@ -258,8 +269,7 @@ def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | Non
     overlap = tile // 4 if overlap is None else overlap
     probe = image if max(h, w) <= stats_max_side else iu.resize_max_side(image, stats_max_side)
     if weight_map is not None:
-        weight_map = fit_map(weight_map, h, w)
-        levels, coeffs = map_levels(weight_map)
+        weight_map, levels, coeffs = prepare_map(weight_map, h, w)
         level_stats = level_statistics(net, probe, levels)
         weights = levels[0]
 
@@ -309,11 +319,14 @@ def stylize_frames(net, frames, weights_at, stable: str = "none", weight_map=Non
     if stable not in STABLE_MODES:
         raise ValueError(f"unknown --stable mode '{stable}': use {', '.join(STABLE_MODES)}")
     smooth = stable in ("stats", "both") and weight_map is None
-    previous = None
+    previous = prepared = None
     with smoothed_statistics(net, momentum) if smooth else contextlib.nullcontext():
         for i, frame in enumerate(frames):
-            out = stylize_map(net, frame, weight_map) if weight_map is not None else \
-                stylize_array(net, frame, weights_at(i))
+            if weight_map is None:
+                out = stylize_array(net, frame, weights_at(i))
+            else:  # a static map: fitted and its levels found once, for the clip's frame size
+                prepared = prepared or prepare_map(weight_map, *frame.shape[:2])
+                out = stylize_prepared(net, frame, prepared)
             if stable in ("flow", "both") and previous is not None:
                 back, forward = iu.optical_flow(frame, previous[0]), iu.optical_flow(previous[0], frame)
                 trust = blend * iu.reliable_flow(back, forward)[..., None]

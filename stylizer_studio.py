@@ -137,7 +137,7 @@ class Studio:
 
         image = self.image(request.get("id"))
         if not request.get("full"):
-            image = iu.resize_max_side(image, PREVIEW_SIDE) if max(image.shape[:2]) > PREVIEW_SIDE else image
+            image = iu.resize_max_side(image, PREVIEW_SIDE)
         weights = self.weights(request.get("weights"))
         weight_map = self.strength_map(request["map"], *image.shape[:2]) if request.get("map") else None
         with self.lock:
@@ -269,8 +269,7 @@ def make_handler(studio: Studio):
                     raise BadRequest(f"{name}: no such built-in image")
                 return self.send_json(studio.add_image(studio.builtin[name]))
             if path.startswith("/api/source/") and path.endswith(".png"):  # the input, at preview size
-                image = studio.image(path[len("/api/source/"):-4])
-                image = iu.resize_max_side(image, PREVIEW_SIDE) if max(image.shape[:2]) > PREVIEW_SIDE else image
+                image = iu.resize_max_side(studio.image(path[len("/api/source/"):-4]), PREVIEW_SIDE)
                 return self.send(HTTPStatus.OK, iu.encode_image(image, ".png"), "image/png")
             if path.startswith("/api/result/") and path.endswith(".png"):
                 n = path[len("/api/result/"):-4]

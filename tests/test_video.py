@@ -34,15 +34,6 @@ def write_clip(path, frames, fps=10):
     writer.release()
 
 
-def read_clip(path):
-    cap, frames = cv2.VideoCapture(str(path)), []
-    while True:
-        ok, f = cap.read()
-        if not ok:
-            return frames
-        frames.append(f[..., ::-1].astype(np.float32) / 255.0)
-
-
 def test_stable_video_lowers_the_warped_frame_error(tmp_path):
     run = save_as_run(styled_net("channels"), "channels", tmp_path / "run")
     # A textured scene (optical flow needs texture; a smooth gradient gives none to trust) and a slow camera.
@@ -53,7 +44,7 @@ def test_stable_video_lowers_the_warped_frame_error(tmp_path):
         out = tmp_path / f"{mode}.mp4"
         assert S.main(["stylize", "--run-dir", str(run), "--video", str(tmp_path / "clip.mp4"), "--out", str(out),
                        "--stable", mode]) == 0
-        result = read_clip(out)
+        result = VS.read_clip(out, 100, 96)
         assert len(result) == 12 and result[0].shape == (64, 96, 3)
         errors[mode] = np.mean(VS.warp_errors(result, flows))
     assert errors["flow"] < 0.7 * errors["none"], errors
