@@ -48,9 +48,13 @@ def snapshot_image_steps(run_dir) -> list[int]:
 
 def styled_net(conditioning: str, num_styles: int = 2, seed: int = 0):
     """An untrained net whose style conditioning is made strong: random per-style scales and shifts (cin) or
-    random plane kernels, so that strengths 0 and 1 give clearly different pictures."""
+    random plane kernels, so that strengths 0 and 1 give clearly different pictures. Seeded throughout, the
+    convolutions too: the tests that measure these nets see the same net on every run."""
+    import keras
+
     import stylizer_net as N
 
+    keras.utils.set_random_seed(seed)
     net = N.build_stylizer(num_styles, conditioning)
     rng = np.random.default_rng(seed)
     for norm in N.instance_norms(net):
