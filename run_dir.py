@@ -11,6 +11,7 @@ step to resume exactly: the RNG state and data position are recovered from the s
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import fcntl
 import json
@@ -46,6 +47,26 @@ RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "str
 # the one restored with the optimizer's state, and config.json records it.
 OPTIMIZER_KEYS = ("lr",)
 RESUMABLE_KEYS = RUNTIME_KEYS + OPTIMIZER_KEYS
+
+
+# Keras dtype policies a training job may run under (--precision).
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Layers built inside this block compute under the Keras dtype policy `name` (float32, mixed_bfloat16 or
+    mixed_float16; Keras refuses others); the policy before is restored after, so models built later (say, for
+    inference in the same process) are float32 again. Under a mixed policy the variables stay float32, and our
+    Grams, instance-norm statistics, final sigmoids and losses are computed in float32."""
+    import keras
+
+    before = keras.mixed_precision.global_policy().name
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(before)
 
 
 @dataclasses.dataclass(frozen=True)

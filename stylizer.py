@@ -36,8 +36,9 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (EXIT_CODES, Run, RunControl, RunError, add_run_args, config_from_args, distributed_step,
-                     make_strategy, per_replica, read_config, restore_latest, task_role)
+from run_dir import (EXIT_CODES, PRECISIONS, Run, RunControl, RunError, add_run_args, config_from_args,
+                     distributed_step, dtype_policy, make_strategy, per_replica, read_config, restore_latest,
+                     task_role)
 
 # The siblings import TensorFlow (about 4 s), so this file imports them inside the functions that do the work:
 # `--help` and a mistyped flag answer at once.
@@ -46,7 +47,6 @@ ROOT = Path(__file__).resolve().parent
 DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
 CONDITIONINGS = ("channels", "balance", "cin", "none")
 STABLE_MODES = ("none", "stats", "flow", "both")  # stylizer_apply.STABLE_MODES (not imported here: fast --help)
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
@@ -121,14 +121,13 @@ def train(config: StylizerConfig, run_dir) -> int:
 
     from perceptual import vgg_features
     from stylizer_data import STYLE_LAYERS, ContentStream, StyleTargets, content_dataset
-    from stylizer_net import build_stylizer, set_precision
+    from stylizer_net import build_stylizer
 
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
     chief, task = task_role(strategy)
-    set_precision(config.precision)
     layers = list(STYLE_LAYERS)
     run = Run(run_dir, config, chief=chief, task=task)
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(config.precision):
         vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="loss_vgg")
         content_vgg = vgg_features([config.content_layer], name="content_vgg")
     targets = StyleTargets(config, vgg, layers)
@@ -136,7 +135,7 @@ def train(config: StylizerConfig, run_dir) -> int:
         raise ValueError("--conditioning none is the single-style baseline: give one --style")
     stream = ContentStream(config.content, config.size, config.seed, run.path / "bad_content.txt" if chief else None)
     keras.utils.set_random_seed(config.seed)
-    with strategy.scope():
+    with strategy.scope(), dtype_policy(config.precision):
         net = build_stylizer(targets.num_styles, config.conditioning)
         optimizer = keras.optimizers.Adam(config.lr)
         if config.precision == "mixed_float16":
@@ -173,15 +172,15 @@ def train(config: StylizerConfig, run_dir) -> int:
 
 def load_stylizer(run_dir):
     """(net, config, style names) of a trained run folder; RunError with a one-line reason otherwise."""
-    from stylizer_net import build_stylizer, set_precision
+    from stylizer_net import build_stylizer
 
     config = read_config(run_dir, StylizerConfig, "stylizer")
     styles_path = Path(run_dir) / "styles.json"
     if not styles_path.exists():
         raise RunError(f"{run_dir}: not a stylizer run folder (no styles.json)")
     names = json.loads(styles_path.read_text())["style_names"]
-    set_precision("float32")  # inference in float32 whatever the training precision
-    net = build_stylizer(len(names), config.conditioning)
+    with dtype_policy("float32"):  # inference in float32 whatever the training precision
+        net = build_stylizer(len(names), config.conditioning)
     restore_latest(run_dir, net=net)
     return net, config, names
 

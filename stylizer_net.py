@@ -5,7 +5,7 @@ and Super-Resolution", arXiv 1603.08155) conditioned on style weights.
   CropLike, StyleChannels and InstanceNorm with its inference modes, the context managers `recording_statistics`,
   `fixed_statistics` (seamless tiles) and `unfused_norms` (TFLite export).
 - `build_stylizer(num_styles, conditioning)`: the named keras.Model {"image", "weights"} -> image.
-- `strength_weights`: a strength in [0, 1] as the network's style weights; `set_precision`: the Keras dtype policy.
+- `strength_weights`: a strength in [0, 1] as the network's style weights.
 
 Checkpoints name variables by layer class and order: renaming a class, or adding, removing or reordering layers in
 `build_stylizer`, makes old run folders unloadable.
@@ -346,9 +346,3 @@ def strength_weights(num_styles: int, strengths) -> np.ndarray:
     w[:, 0] = 1.0 - s
     w[:, -1] = s
     return w
-
-
-def set_precision(precision: str):
-    """The Keras dtype policy of the layers built from now on: float32, mixed_bfloat16 or mixed_float16 (Keras
-    refuses others). Under any policy, instance-norm statistics, the final sigmoid, Grams and losses are float32."""
-    keras.mixed_precision.set_global_policy(precision)

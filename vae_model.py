@@ -112,15 +112,18 @@ class VAE:
 
     def encode(self, images):
         """Posterior mean and log-variance for a batch of size x size crops in [0,1]."""
+        import tensorflow as tf
+
         out = self.encoder(np.asarray(images, np.float32), training=False)
-        return out["mean"].numpy(), out["logvar"].numpy()
+        return tuple(tf.cast(out[k], tf.float32).numpy() for k in ("mean", "logvar"))
 
     def decode(self, z, noise=None):
         """Images in [0,1] for a batch of latents (and, for a decoder with noise inputs, their noise images)."""
         import tensorflow as tf
 
         z = np.asarray(z, np.float32)
-        return tf.sigmoid(self.decoder(self.decoder_inputs(z, noise), training=False)).numpy()
+        logits = self.decoder(self.decoder_inputs(z, noise), training=False)
+        return tf.sigmoid(tf.cast(logits, tf.float32)).numpy()  # float32 under a mixed training precision too
 
     def reconstruct(self, images):
         return self.decode(self.encode(images)[0])
@@ -144,9 +147,9 @@ def bce_from_logits(logits, target):
     return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
 
 
-def reconstruction_loss(kind: str, logits, target, vgg=None, features=None):
+def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, grams=None):
     """Per-example reconstruction loss [B]. `features`, optional, is (VGG of the reconstruction, VGG of the target)
-    when the caller already has them."""
+    when the caller already has them; `grams` likewise their Grams at PERCEPTUAL_LAYERS (for `gram`)."""
     import tensorflow as tf
 
     pixels = tf.cast(tf.reduce_prod(tf.shape(target)[1:]), tf.float32)
@@ -162,10 +165,11 @@ def reconstruction_loss(kind: str, logits, target, vgg=None, features=None):
         feature = sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
         if kind == "perceptual":
             return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
-        grams = style_loss({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
+        gr, gt = grams or ({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
                            {n: gram_matrix(ft[n]) for n in PERCEPTUAL_LAYERS})
         w = GRAM_WEIGHTS
-        return (w["gram"] * grams + w["feature"] * feature + w["pixel"] * mse) * pixels
+        return (w["gram"] * style_loss(gr, gt, list(PERCEPTUAL_LAYERS)) + w["feature"] * feature
+                + w["pixel"] * mse) * pixels
     raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce, perceptual or gram")
 
 
@@ -207,15 +211,15 @@ def endpoint_loss(grams, labels, style_grams, pixels):
 
 
 def diversity_loss(fake_features, real_features, pixels):
-    """Diversity in the spirit of Li et al. 2017 (arXiv 1703.01664), as a hinge: for the pairs (2k, 2k+1) of the
-    batch, the feature distance between two decodes should be at least that between the two real crops they came
-    from. It pushes only when samples are more alike than real crops are (a collapsed decoder) and never rewards
-    difference beyond what the paintings show. Returns [pairs]."""
+    """Diversity in the spirit of Li et al. 2017 (arXiv 1703.01664), as a hinge: for the pairs (k, k + B/2) of the
+    batch (first half against second half), the feature distance between two decodes should be at least that
+    between the two real crops they came from. It pushes only when samples are more alike than real crops are (a
+    collapsed decoder) and never rewards difference beyond what the paintings show. Returns [pairs]."""
     import tensorflow as tf
 
     def distance(features, name):
-        f = tf.cast(features[name], tf.float32)
-        return tf.reduce_mean(tf.square(f[0::2] - f[1::2]), axis=[1, 2, 3])
+        first, second = tf.split(tf.cast(features[name], tf.float32), 2)
+        return tf.reduce_mean(tf.square(first - second), axis=[1, 2, 3])
 
     gap = sum(tf.nn.relu(distance(real_features, n) - distance(fake_features, n)) for n in DIVERSITY_LAYERS)
     return gap * pixels

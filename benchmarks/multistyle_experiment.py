@@ -163,7 +163,6 @@ def main(argv=None) -> int:
         runs.pop(name)
     for name, extra in runs.items():
         timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
-    N.set_precision("float32")
 
     # 3. Evaluation on held-out content against the real style images
     from perceptual import vgg_features
@@ -222,7 +221,6 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
     if code != 0:
         raise SystemExit(f"{name} failed with exit code {code}")
     seconds = time.perf_counter() - t0
-    N.set_precision("float32")
     net, config, _ = S.load_stylizer(out / name)
     style = iu.resize_short_side(iu.load_image(styles[0]), args.size)
     net_total, net_style, _ = losses_against(net, images, np.ones(1, np.float32), targets[0], config, vgg, layers)

@@ -44,17 +44,15 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
 def ours_forward(size: int, precision: str, repeats: int) -> float:
     import tensorflow as tf
 
-    from stylizer_net import build_stylizer, set_precision
+    from run_dir import dtype_policy
+    from stylizer_net import build_stylizer
 
-    set_precision(precision)
-    try:
+    with dtype_policy(precision):
         net = build_stylizer(2, "channels")
-        fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False))
-        x = tf.random.uniform((1, size, size, 3))
-        w = tf.constant([[0.5, 0.5]])
-        return median_time(lambda: fwd(x, w).numpy(), repeats)
-    finally:
-        set_precision("float32")
+    fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False))
+    x = tf.random.uniform((1, size, size, 3))
+    w = tf.constant([[0.5, 0.5]])
+    return median_time(lambda: fwd(x, w).numpy(), repeats)
 
 
 def torch_forward(size: int, repeats: int) -> float:

@@ -13,7 +13,6 @@ import tensorflow as tf
 
 import builtin_images
 import stylizer as S
-import stylizer_net as N
 import vae_keras as V
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -123,11 +122,9 @@ def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
     paths, content = styles
     base = ["train", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
             "--batch-size", "2", "--seed", "3", "--log-every", "1", "--strategy", "default"]
-    try:
-        assert S.main([*base, "--run-dir", str(tmp_path / "f32")]) == 0
-        assert S.main([*base, "--run-dir", str(tmp_path / "mp"), "--precision", precision]) == 0
-    finally:
-        N.set_precision("float32")
+    assert S.main([*base, "--run-dir", str(tmp_path / "f32")]) == 0
+    assert S.main([*base, "--run-dir", str(tmp_path / "mp"), "--precision", precision]) == 0
+    assert tf.keras.mixed_precision.global_policy().name == "float32"  # training leaves no policy behind
     full, mixed = losses(tmp_path / "f32"), losses(tmp_path / "mp")
     assert all(np.isfinite(mixed))
     assert mixed[0] == pytest.approx(full[0], rel=0.05)  # same weights, same data: only rounding differs

@@ -48,10 +48,10 @@ def test_endpoint_loss_compares_each_present_style_mean_with_numpy(rng):
 
 def test_diversity_hinge_pushes_only_collapsed_pairs(rng):
     real = {n: rng.normal(size=(4, 4, 4, 8)).astype(np.float32) for n in M.DIVERSITY_LAYERS}
-    collapsed = {n: np.repeat(v[0::2], 2, axis=0) for n, v in real.items()}  # each pair's two decodes equal
+    collapsed = {n: np.concatenate([v[:2], v[:2]]) for n, v in real.items()}  # pairs (k, k+2): decodes equal
     spread = {n: 3.0 * v for n, v in real.items()}  # decodes further apart than the crops
     loss_collapsed = M.diversity_loss(collapsed, real, PIXELS).numpy()
-    want = sum(((real[n][0::2] - real[n][1::2]) ** 2).mean(axis=(1, 2, 3)) for n in M.DIVERSITY_LAYERS)
+    want = sum(((real[n][:2] - real[n][2:]) ** 2).mean(axis=(1, 2, 3)) for n in M.DIVERSITY_LAYERS)
     np.testing.assert_allclose(loss_collapsed, want * PIXELS, rtol=1e-4)
     assert np.all(M.diversity_loss(spread, real, PIXELS).numpy() == 0.0)
 

@@ -1,0 +1,103 @@
+"""The fast training steps of issue 16 compute the losses of the steps they replaced (benchmarks/reference_steps.py),
+and the VAE's bfloat16 precision stays close to float32."""
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import stylizer as S
+import vae_keras as V
+from perceptual import gram_matrix, vgg_features
+from run_dir import dtype_policy, make_strategy, per_replica
+from stylizer_data import STYLE_LAYERS
+from stylizer_net import build_stylizer
+from vae_model import VAE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+import reference_steps as R  # noqa: E402
+
+CONTINUUM = dict(noise_channels=2, path_weight=1.0, endpoint_weight=1.0, diversity_weight=10.0)
+
+
+def vae_config(**extra):
+    return V.VAEConfig(styles=("builtin:night_swirls", "builtin:honeycomb"), size=32, latent_dim=8, width=8,
+                       batch_size=6, recon="gram", beta=0.1, **extra)
+
+
+def first_vae_losses(make_step, config, precision="float32"):
+    """The losses of one step from the same initial weights and the same batch (that of step 1)."""
+    strategy = make_strategy("default")
+    styles = V.load_styles(config.styles, config.size, 64)
+    keras.utils.set_random_seed(0)
+    with dtype_policy(precision):
+        vae = VAE(config)
+        vgg = vgg_features(config.vgg_layers(), name=f"vgg_{precision}")
+    optimizer = keras.optimizers.Adam(1e-3)
+    optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
+    grams = V.mean_style_grams(styles, config, vgg, crops=8) if config.endpoint_weight else None
+    step = make_step(vae, optimizer, config, strategy, vgg, grams)
+    rng = V.batch_rng(config.seed, 1)
+    images, labels = V.crop_batch(styles, config, rng, config.batch_size)
+    t = rng.uniform(0.0, 1.0, config.batch_size // 2).astype(np.float32)
+    eps, noise = V.step_noise(config, 1)
+    batch = per_replica(strategy, config.batch_size, images, labels.astype(np.int32), eps, noise)
+    return {k: float(v) for k, v in step(*batch, tf.constant(t), tf.constant(0.1)).items()}
+
+
+@pytest.mark.parametrize("extra", [{}, CONTINUUM], ids=["gram", "continuum"])
+def test_vae_step_computes_the_reference_losses(extra):
+    config = vae_config(**extra)
+    fast, reference = first_vae_losses(V.make_train_step, config), first_vae_losses(R.vae_step, config)
+    assert fast.keys() == reference.keys()
+    assert set(fast) >= ({"path", "endpoint", "diversity"} if extra else {"recon"})
+    for key, value in reference.items():
+        assert fast[key] == pytest.approx(value, rel=1e-4), key
+
+
+def test_vae_bfloat16_step_is_close_to_float32():
+    config = vae_config(**CONTINUUM)
+    full = first_vae_losses(V.make_train_step, config)
+    half = first_vae_losses(V.make_train_step, config, "mixed_bfloat16")
+    assert keras.mixed_precision.global_policy().name == "float32"
+    for key, value in full.items():
+        assert np.isfinite(half[key]) and half[key] == pytest.approx(value, rel=0.03), key
+
+
+def test_vae_trains_in_bfloat16_and_samples_in_float32(style_files, tmp_path):
+    run = tmp_path / "bf16"
+    args = ["train", "--run-dir", str(run), "--style", style_files[0], "--style", style_files[1], "--size", "32",
+            "--latent-dim", "8", "--width", "8", "--steps", "3", "--batch-size", "4", "--recon", "gram",
+            "--encode-crops", "4", "--log-every", "1", "--precision", "mixed_bfloat16", *sum(
+                ([f"--{k.replace('_', '-')}", str(v)] for k, v in CONTINUUM.items()), [])]
+    assert V.main(args) == 0
+    vae, config = V.load_vae(run)
+    assert config.precision == "mixed_bfloat16" and vae.decoder.dtype_policy.name == "float32"
+    images = vae.decode(np.zeros((2, 8), np.float32))
+    assert images.dtype == np.float32 and np.isfinite(images).all()
+    latents = np.load(run / "latents.npz")
+    assert all(latents[k].dtype == np.float32 for k in latents.files if latents[k].dtype.kind == "f")
+
+
+def test_stylizer_step_computes_the_reference_losses():
+    layers = list(STYLE_LAYERS)
+    config = S.StylizerConfig(conditioning="channels", size=64, batch_size=2)
+    vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="step_vgg")
+    content_vgg = vgg_features([config.content_layer], name="step_content_vgg")
+    rng = np.random.default_rng(0)
+    content = tf.constant(rng.random((2, 64, 64, 3), np.float32))
+    weights = tf.constant([[1.0, 0.0], [0.3, 0.7]])
+    style = tf.constant(rng.random((2, 64, 64, 3), np.float32))
+    grams = {n: gram_matrix(f) for n, f in vgg(style).items() if n in layers}
+    out = {}
+    for name, make in (("fast", S.make_train_step), ("reference", R.stylizer_step)):
+        keras.utils.set_random_seed(0)
+        net = build_stylizer(2, "channels")
+        optimizer = keras.optimizers.Adam(1e-3)
+        optimizer.build(net.trainable_variables)
+        step = make(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
+        out[name] = {k: float(v) for k, v in step(content, weights, grams).items()}
+    for key, value in out["reference"].items():
+        assert out["fast"][key] == pytest.approx(value, rel=1e-4), key
