@@ -308,16 +308,17 @@ def per_replica(strategy, global_batch: int, *structures):
     return strategy.experimental_distribute_values_from_function(value_fn)
 
 
-def distributed_step(strategy, replica_step):
+def distributed_step(strategy, replica_step, jit_compile: bool = False):
     """The one compiled training step of a job: `replica_step(*args)` runs on every replica of `strategy` and returns
     a dict of values that are each replica's share of a global-batch quantity; the step returns their sums. Each
-    replica's loss being its share of the global-batch mean, Keras's optimizer sums the replicas' gradients."""
+    replica's loss being its share of the global-batch mean, Keras's optimizer sums the replicas' gradients.
+    jit_compile: compile the step with XLA (benchmarks/speed.py --xla measures whether it helps)."""
     import tensorflow as tf
 
     # Plain tensor code with no Python control flow to convert; AutoGraph's closure check trips on it.
     replica_step = tf.autograph.experimental.do_not_convert(replica_step)
 
-    @tf.function
+    @tf.function(jit_compile=jit_compile)
     def step(*args):
         per = strategy.run(replica_step, args=args)
         return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}

@@ -77,12 +77,17 @@ class StylizerConfig(RunControl):
 # --------------------------------------------------------------------------------------------------------------------
 # Training
 
-def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, layers, strategy):
+def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, layers, strategy, jit_compile=False,
+                    gram_matrix=None):
     """One compiled step over the global batch, split across the strategy's replicas: (content, weights, Gram
-    targets) -> {"loss", "content", "style", "tv"}, each the global-batch mean."""
+    targets) -> {"loss", "content", "style", "tv"}, each the global-batch mean. jit_compile: XLA; gram_matrix:
+    another Gram function (benchmarks/reference_steps.py passes the einsum one it replaced)."""
     import tensorflow as tf
 
-    from perceptual import content_loss, gram_matrix, style_loss, total_variation_loss
+    import perceptual
+    from perceptual import content_loss, style_loss, total_variation_loss
+
+    gram_matrix = gram_matrix or perceptual.gram_matrix
 
     global_batch = float(config.batch_size)
 
@@ -102,7 +107,7 @@ def make_train_step(net, vgg, content_vgg, optimizer, config: StylizerConfig, la
         share = lambda v: tf.reduce_sum(v) / global_batch  # noqa: E731
         return {"loss": loss, "content": share(c), "style": share(s), "tv": share(tv)}
 
-    return distributed_step(strategy, replica_step)
+    return distributed_step(strategy, replica_step, jit_compile)
 
 
 def write_snapshot(run: Run, net, step: int, contents, num_styles: int):

@@ -4,7 +4,7 @@ steps compute the same losses.
 
     vae_step(vae, optimizer, config, strategy, vgg, style_grams)   the VAE step of vae_keras.make_train_step
     stylizer_step(net, vgg, content_vgg, optimizer, config, layers, strategy)
-                                                                   the stylizer step of stylizer.make_train_step
+                                                                   stylizer.make_train_step with einsum Grams
 
 What the fast steps changed, and these keep: Grams as an einsum; every Gram computed where a loss needs it (the VAE's
 gram reconstruction and its continuum terms each took the Grams of the same features); the VAE's pairs (2k, 2k+1)
@@ -107,28 +107,10 @@ def vae_step(vae, optimizer, config, strategy, vgg=None, style_grams=None):
 
 
 def stylizer_step(net, vgg, content_vgg, optimizer, config, layers, strategy):
-    """The stylizer step before issue 16; same arguments and outputs as stylizer.make_train_step's step."""
-    import tensorflow as tf
+    """The stylizer step before issue 16 (its Grams an einsum); same arguments and outputs as
+    stylizer.make_train_step's step. (The fused instance norm's folded scale and shift are in the network, which
+    both steps share.)"""
+    import stylizer
 
-    from perceptual import content_loss, style_loss, total_variation_loss
-    from run_dir import distributed_step
-
-    global_batch = float(config.batch_size)
-
-    def replica_step(content, weights, target_grams):
-        with tf.GradientTape() as tape:
-            out = net({"image": content, "weights": weights}, training=True)
-            feats = vgg(out)
-            target = content_vgg(content)[config.content_layer]
-            c = content_loss(feats[config.content_layer], target)
-            s = style_loss({name: einsum_gram(feats[name]) for name in layers}, target_grams, layers)
-            tv = total_variation_loss(out)
-            loss = tf.reduce_sum(config.content_weight * c + config.style_weight * s + config.tv_weight * tv)
-            loss = loss / global_batch
-            scaled = optimizer.scale_loss(loss) if hasattr(optimizer, "scale_loss") else loss
-        grads = tape.gradient(scaled, net.trainable_variables)
-        optimizer.apply_gradients(zip(grads, net.trainable_variables))
-        share = lambda v: tf.reduce_sum(v) / global_batch  # noqa: E731
-        return {"loss": loss, "content": share(c), "style": share(s), "tv": share(tv)}
-
-    return distributed_step(strategy, replica_step)
+    return stylizer.make_train_step(net, vgg, content_vgg, optimizer, config, layers, strategy,
+                                    gram_matrix=einsum_gram)

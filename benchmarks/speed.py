@@ -1,18 +1,26 @@
 """Side-by-side speed: every figure is a ratio against a reference measured in the same run, on the same machine
-(warm-up excluded, median of repeats).
+(warm-up excluded, median of repeats), and a fraction of the machine's own dense-matmul peak measured in that run.
 
     make bench                                        # installs benchmarks/requirements.txt (PyTorch, CPU)
-    python benchmarks/speed.py [--sizes 224,512,1024] [--out out.json] [--huge 4096]
+    python benchmarks/speed.py [--sizes 224,512,1024] [--out out.json] [--huge 4096] [--xla]
 
 Figures:
+  the machine's peak: the best GFLOP/s of square float32 and bfloat16 matmuls through TensorFlow;
   forward pass of our stylizer (float32 and mixed_bfloat16) vs the same network in PyTorch, per size;
   one training step (batch 4 at 256, VGG16 losses) ours vs PyTorch;
   multi-style training step (channels and cin, 2 styles) vs single-style;
+  the VAE training step of `make demo`'s configuration vs the step before issue 16's speed work
+  (benchmarks/reference_steps.py), in alternating blocks;
   feed-forward stylize vs Gatys optimisation (500 iterations, extrapolated from measured iterations) at 512;
   peak memory of a tiled (512 px) stylize of a --huge x --huge image (0 skips it).
-The last line is a JSON object with every ratio.
+Each time is also given as achieved GFLOP/s and as a fraction of the peak of its precision, from FLOPs counted
+from the layer shapes (2 x multiply-adds of every convolution, dense layer and Gram; a training step counts the
+backward pass as twice the forward of what it trains through, once for what it only differentiates through).
+With --xla the forward and training step are also timed compiled by XLA (jit_compile). The last line is a JSON
+object with every ratio.
 """
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -41,7 +49,84 @@ def median_time(fn, repeats: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def ours_forward(size: int, precision: str, repeats: int) -> float:
+def gemm_peak(dtype: str, repeats: int) -> float:
+    """GFLOP/s of the fastest square matmul (n = 1024, 2048, 4096) in `dtype` through TensorFlow: the dense
+    throughput this machine gives TensorFlow, the yardstick of the fractions of peak."""
+    import tensorflow as tf
+
+    best = 0.0
+    for n in (1024, 2048, 4096):
+        a = tf.cast(tf.random.uniform((n, n)), dtype)
+        b = tf.cast(tf.random.uniform((n, n)), dtype)
+        product = tf.function(lambda a, b: tf.reduce_sum(tf.cast(tf.matmul(a, b), tf.float32)))
+        seconds = median_time(lambda: product(a, b).numpy(), repeats, warmup=1)
+        best = max(best, 2.0 * n ** 3 / seconds / 1e9)
+    return best
+
+
+def counted_flops(model, inputs) -> float:
+    """2 x the multiply-adds of every Conv2D and Dense layer of one call of the (flat, functional) `model` on
+    `inputs`: output elements x the kernel's size per output channel, with the output shapes of a real call."""
+    import keras
+
+    layers = [layer for layer in model.layers if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))]
+    outputs = keras.Model(model.input, [layer.output for layer in layers])(inputs)
+    return sum(2.0 * np.prod(out.shape) * np.prod(layer.kernel.shape[:-1]) for layer, out in zip(layers, outputs))
+
+
+def gram_flops(features) -> float:
+    """FLOPs of the Grams of a dict of [B, H, W, C] feature maps (2 x B x H*W x C^2 each)."""
+    return sum(2.0 * f.shape[0] * f.shape[1] * f.shape[2] * f.shape[3] ** 2 for f in features.values())
+
+
+def stylizer_forward_flops(size: int) -> float:
+    import tensorflow as tf
+
+    from stylizer_net import build_stylizer
+
+    net = build_stylizer(2, "channels")
+    return counted_flops(net, {"image": tf.zeros((1, size, size, 3)), "weights": tf.constant([[0.5, 0.5]])})
+
+
+def train_step_flops(batch: int, size: int) -> float:
+    """One stylizer step: the net forward + backward (3x its forward), VGG16 to relu4_3 on its output forward +
+    input gradients (2x), VGG16 to relu2_2 on the content (1x), the style Grams forward + backward (3x)."""
+    import tensorflow as tf
+
+    from perceptual import vgg_features
+    from stylizer_data import STYLE_LAYERS
+
+    x = tf.zeros((batch, size, size, 3))
+    loss_vgg = vgg_features(list(STYLE_LAYERS), name="flops_vgg")
+    content_vgg = vgg_features(["relu2_2"], name="flops_content_vgg")
+    return (3 * batch * stylizer_forward_flops(size) + 2 * counted_flops(loss_vgg, x)
+            + counted_flops(content_vgg, x) + 3 * gram_flops(loss_vgg(x)))
+
+
+def vae_step_flops(config) -> float:
+    """One VAE step of `config` (continuum): encoder forward + backward on the crops (3x), decoder forward +
+    backward on the crops and the path's midpoints (3x), VGG16 on the decodes with input gradients (2x) and on the
+    crops (1x), Grams of the decodes (3x) and of the crops (1x)."""
+    import tensorflow as tf
+
+    import vae_keras as V
+    from perceptual import vgg_features
+
+    vae = V.VAE(config)
+    b, p = config.batch_size, config.batch_size // 2 if config.path_weight else 0
+    crops = tf.zeros((1, config.size, config.size, 3))
+    z = [tf.zeros((1, config.latent_dim)), tf.zeros((1, config.size, config.size, config.noise_channels))]
+    vgg = vgg_features(config.vgg_layers(), name="flops_vae_vgg")
+    per_vgg, per_gram = counted_flops(vgg, crops), gram_flops(vgg(crops))
+    return (3 * b * counted_flops(vae.encoder, crops) + 3 * (b + p) * counted_flops(vae.decoder, z)
+            + (2 * (b + p) + b) * per_vgg + (3 * (b + p) + b) * per_gram)
+
+
+def speed(seconds: float, flops: float, peak: float) -> str:
+    return f"{flops / seconds / 1e9:.0f} GFLOP/s, {flops / seconds / 1e9 / peak:.0%} of peak"
+
+
+def ours_forward(size: int, precision: str, repeats: int, xla: bool = False) -> float:
     import tensorflow as tf
 
     from run_dir import dtype_policy
@@ -49,7 +134,7 @@ def ours_forward(size: int, precision: str, repeats: int) -> float:
 
     with dtype_policy(precision):
         net = build_stylizer(2, "channels")
-    fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False))
+    fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False), jit_compile=xla)
     x = tf.random.uniform((1, size, size, 3))
     w = tf.constant([[0.5, 0.5]])
     return median_time(lambda: fwd(x, w).numpy(), repeats)
@@ -68,7 +153,13 @@ def torch_forward(size: int, repeats: int) -> float:
     return median_time(run, repeats)
 
 
-def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, repeats: int) -> float:
+def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, repeats: int,
+                    make_step=S.make_train_step) -> float:
+    return median_time(train_step_runner(conditioning, num_styles, batch, size, make_step), repeats)
+
+
+def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int, make_step=S.make_train_step):
+    """A function running one compiled stylizer step (fresh weights) on a fixed random batch."""
     import keras
     import tensorflow as tf
 
@@ -84,13 +175,13 @@ def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, r
     net = build_stylizer(num_styles, conditioning)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(net.trainable_variables)
-    step = S.make_train_step(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
+    step = make_step(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
     rng = np.random.default_rng(0)
     content = tf.constant(rng.random((batch, size, size, 3), np.float32))
     weights = tf.constant(np.full((batch, num_styles), 1.0 / num_styles, np.float32))
     channels = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
     grams = {n: tf.constant(rng.random((batch, c, c), np.float32) * 0.01) for n, c in channels.items()}
-    return median_time(lambda: {k: float(v) for k, v in step(content, weights, grams).items()}, repeats)
+    return lambda: {k: float(v) for k, v in step(content, weights, grams).items()}
 
 
 def torch_train_step(batch: int, size: int, repeats: int) -> float:
@@ -123,6 +214,40 @@ def optimize_iteration(size: int) -> float:
     return (times[8] - times[2]) / 6
 
 
+def vae_steps(repeats: int) -> dict:
+    """Seconds per VAE step of make demo's configuration: the reference step (float32, before issue 16), today's
+    step in float32, and today's step in mixed_bfloat16 (what make demo runs), timed in alternating blocks."""
+    import tempfile
+
+    import builtin_images
+    import vae_keras as V
+    from reference_steps import vae_step
+    from vae_cost import build
+
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
+        config = V.VAEConfig(styles=tuple(map(str, paths)), **DEMO_VAE)
+        styles = V.load_styles(config.styles, config.size, config.style_size)
+        bf16 = dataclasses.replace(config, precision="mixed_bfloat16")
+        variants = {"reference": build(config, styles, vae_step), "float32": build(config, styles),
+                    "mixed_bfloat16": build(bf16, styles)}
+    for run in variants.values():
+        run(0), run(1)
+    times = {name: [] for name in variants}
+    for block in range(repeats):
+        for name, run in variants.items():
+            t0 = time.perf_counter()
+            for n in range(3):
+                run(2 + 3 * block + n)
+            times[name].append((time.perf_counter() - t0) / 3)
+    return {name: statistics.median(v) for name, v in times.items()} | {"flops": vae_step_flops(config)}
+
+
+# The VAE of `make demo` (Makefile, stage 2), with its training precision set per variant.
+DEMO_VAE = dict(size=64, style_size=128, latent_dim=32, batch_size=16, lr=1e-3, beta=0.02, recon="gram",
+                noise_channels=4, path_weight=1.0, endpoint_weight=1.0, diversity_weight=10.0)
+
+
 HUGE = r"""
 import resource, sys, time
 sys.path.insert(0, sys.argv[1])
@@ -150,35 +275,71 @@ def main(argv=None) -> int:
     ap.add_argument("--train-batch", type=int, default=4, help="batch of the training-step comparison")
     ap.add_argument("--huge", type=int, default=4096, help="side of the tiled-stylize memory test; 0 skips it")
     ap.add_argument("--out", type=Path, help="write the ratios here as JSON (default: print them only)")
+    ap.add_argument("--xla", action="store_true", help="also time the forward and training step compiled by XLA")
     args = ap.parse_args(argv)
     import tensorflow as tf
     import torch
 
+    import reference_steps
+
     print(f"TensorFlow {tf.__version__} ({tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
           f"threads), PyTorch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
-    result = {}
+    peak = {"float32": gemm_peak("float32", args.repeats), "mixed_bfloat16": gemm_peak("bfloat16", args.repeats)}
+    print(f"dense matmul peak through TensorFlow: float32 {peak['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {peak['mixed_bfloat16']:.0f} GFLOP/s", flush=True)
+    result = {"peak_gflops_float32": peak["float32"], "peak_gflops_bfloat16": peak["mixed_bfloat16"]}
     for size in [int(s) for s in args.sizes.split(",")]:
+        flops = stylizer_forward_flops(size)
         ours = ours_forward(size, "float32", args.repeats)
         ours_bf16 = ours_forward(size, "mixed_bfloat16", args.repeats)
         theirs = torch_forward(size, args.repeats)
         result[f"infer_{size}_vs_torch"] = ours / theirs
         result[f"infer_{size}_bf16_vs_torch"] = ours_bf16 / theirs
-        print(f"forward {size}x{size}: ours {ours * 1000:.0f} ms, ours bf16 {ours_bf16 * 1000:.0f} ms, "
-              f"PyTorch {theirs * 1000:.0f} ms -> ours/PyTorch {ours / theirs:.2f}x (bf16 {ours_bf16 / theirs:.2f}x)",
+        result[f"forward_{size}_fraction_of_peak"] = flops / ours / 1e9 / peak["float32"]
+        result[f"forward_{size}_bf16_fraction_of_peak"] = flops / ours_bf16 / 1e9 / peak["mixed_bfloat16"]
+        print(f"forward {size}x{size} ({flops / 1e9:.1f} GFLOP): ours {ours * 1000:.0f} ms "
+              f"({speed(ours, flops, peak['float32'])}), ours bf16 {ours_bf16 * 1000:.0f} ms "
+              f"({speed(ours_bf16, flops, peak['mixed_bfloat16'])}), PyTorch {theirs * 1000:.0f} ms "
+              f"({flops / theirs / 1e9:.0f} GFLOP/s) -> ours/PyTorch {ours / theirs:.2f}x (bf16 {ours_bf16 / theirs:.2f}x)",
               flush=True)
+        if args.xla:
+            xla = ours_forward(size, "float32", args.repeats, xla=True)
+            result[f"infer_{size}_xla_vs_plain"] = xla / ours
+            print(f"  XLA (jit_compile) float32: {xla * 1000:.0f} ms, {xla / ours:.2f}x the plain forward", flush=True)
+    if 512 in [int(s) for s in args.sizes.split(",")]:
+        result["forward_fraction_of_peak"] = result["forward_512_fraction_of_peak"]
     b, sz = args.train_batch, args.train_size
+    flops = train_step_flops(b, sz)
     single = ours_train_step("none", 1, b, sz, args.repeats)
     channels = ours_train_step("channels", 2, b, sz, args.repeats)
     cin = ours_train_step("cin", 2, b, sz, args.repeats)
+    before = ours_train_step("channels", 2, b, sz, args.repeats, reference_steps.stylizer_step)
     theirs = torch_train_step(b, sz, args.repeats)
     result["train_vs_torch"] = channels / theirs
+    result["train_vs_baseline"] = channels / before
+    result["train_fraction_of_peak"] = flops / channels / 1e9 / peak["float32"]
     result["multi_channels_vs_single"] = channels / single
     result["multi_cin_vs_single"] = cin / single
     result["multi_vs_single"] = max(channels, cin) / single
-    print(f"train step (batch {b} at {sz}, VGG16 losses): ours {channels * 1000:.0f} ms, PyTorch {theirs * 1000:.0f} ms"
-          f" -> {channels / theirs:.2f}x", flush=True)
+    print(f"train step (batch {b} at {sz}, VGG16 losses, {flops / 1e9:.0f} GFLOP): ours {channels * 1000:.0f} ms "
+          f"({speed(channels, flops, peak['float32'])}), before issue 16 {before * 1000:.0f} ms, PyTorch "
+          f"{theirs * 1000:.0f} ms -> {channels / theirs:.2f}x PyTorch, {channels / before:.2f}x before", flush=True)
     print(f"multi-style vs single-style step: channels {channels / single:.3f}x, cin {cin / single:.3f}x "
           f"(single {single * 1000:.0f} ms)", flush=True)
+    if args.xla:
+        xla_step = lambda *a: S.make_train_step(*a, jit_compile=True)  # noqa: E731
+        xla = ours_train_step("channels", 2, b, sz, args.repeats, xla_step)
+        result["train_xla_vs_plain"] = xla / channels
+        print(f"  XLA (jit_compile): {xla * 1000:.0f} ms, {xla / channels:.2f}x the plain step", flush=True)
+    vae = vae_steps(args.repeats)
+    result["vae_step_vs_baseline"] = vae["mixed_bfloat16"] / vae["reference"]
+    result["vae_step_f32_vs_baseline"] = vae["float32"] / vae["reference"]
+    result["vae_step_bf16_fraction_of_peak"] = vae["flops"] / vae["mixed_bfloat16"] / 1e9 / peak["mixed_bfloat16"]
+    print(f"VAE step of make demo ({vae['flops'] / 1e9:.0f} GFLOP): before issue 16 {vae['reference'] * 1000:.0f} ms "
+          f"({speed(vae['reference'], vae['flops'], peak['float32'])}); now float32 {vae['float32'] * 1000:.0f} ms "
+          f"({vae['float32'] / vae['reference']:.2f}x), mixed_bfloat16 (make demo) {vae['mixed_bfloat16'] * 1000:.0f}"
+          f" ms ({vae['mixed_bfloat16'] / vae['reference']:.2f}x; "
+          f"{speed(vae['mixed_bfloat16'], vae['flops'], peak['mixed_bfloat16'])})", flush=True)
     forward_512 = ours_forward(512, "float32", args.repeats)
     per_iter = optimize_iteration(512)
     result["vs_optimize_512"] = per_iter * 500 / forward_512

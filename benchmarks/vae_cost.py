@@ -24,20 +24,22 @@ import vae_keras as V  # noqa: E402
 CONTINUUM = {"noise_channels": 4, "path_weight": 1.0, "endpoint_weight": 1.0, "diversity_weight": 10.0}
 
 
-def build(config: V.VAEConfig, styles):
-    """A step function of `config` (fresh weights) and a function that runs it on step n's batch."""
+def build(config: V.VAEConfig, styles, make_step=V.make_train_step):
+    """A step function of `config` (fresh weights, built under its precision) and a function that runs it on step
+    n's batch. `make_step`: vae_keras.make_train_step or a reference step with its arguments (speed.py)."""
     import keras
     import tensorflow as tf
 
     from perceptual import vgg_features
-    from run_dir import make_strategy, per_replica
+    from run_dir import dtype_policy, make_strategy, per_replica
 
     strategy = make_strategy("default")
-    vae = V.VAE(config)
+    with dtype_policy(config.precision):
+        vae = V.VAE(config)
+        vgg = vgg_features(config.vgg_layers())
     optimizer = keras.optimizers.Adam(config.lr)
-    vgg = vgg_features(config.vgg_layers())
     grams = V.mean_style_grams(styles, config, vgg, crops=32) if config.endpoint_weight else None
-    step = V.make_train_step(vae, optimizer, config, strategy, vgg, grams)
+    step = make_step(vae, optimizer, config, strategy, vgg, grams)
 
     def run(n):
         rng = V.batch_rng(config.seed, n)
