@@ -132,3 +132,4 @@ def test_reflection_pad_is_the_same_in_training_and_inference():
         want = np.pad(x.numpy(), [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect")
         np.testing.assert_array_equal(layer(x, training=False).numpy(), want)
         np.testing.assert_array_equal(layer(x, training=True).numpy(), want)
+
