@@ -7,7 +7,7 @@
 Figures:
   the machine's peak: the best GFLOP/s of square float32 and bfloat16 matmuls through TensorFlow;
   forward pass of our stylizer (float32 and mixed_bfloat16) vs the same network in PyTorch, per size;
-  one training step (batch 4 at 256, VGG16 losses) ours vs PyTorch;
+  one training step (batch 4 at 256, VGG16 losses) ours (float32 and mixed_bfloat16) vs PyTorch (float32);
   multi-style training step (channels and cin, 2 styles) vs single-style;
   the VAE training step of `make demo`'s configuration vs the step before issue 16's speed work
   (benchmarks/reference_steps.py), in alternating blocks;
@@ -154,25 +154,27 @@ def torch_forward(size: int, repeats: int) -> float:
 
 
 def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, repeats: int,
-                    make_step=S.make_train_step) -> float:
-    return median_time(train_step_runner(conditioning, num_styles, batch, size, make_step), repeats)
+                    make_step=S.make_train_step, precision: str = "float32") -> float:
+    return median_time(train_step_runner(conditioning, num_styles, batch, size, make_step, precision), repeats)
 
 
-def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int, make_step=S.make_train_step):
-    """A function running one compiled stylizer step (fresh weights) on a fixed random batch."""
+def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int, make_step=S.make_train_step,
+                      precision: str = "float32"):
+    """A function running one compiled stylizer step (fresh weights, built under `precision`) on a fixed batch."""
     import keras
     import tensorflow as tf
 
     from perceptual import vgg_features
-    from run_dir import make_strategy
+    from run_dir import dtype_policy, make_strategy
     from stylizer_data import STYLE_LAYERS
     from stylizer_net import build_stylizer
 
     layers = list(STYLE_LAYERS)
-    config = S.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch)
-    vgg = vgg_features(layers, name="bench_vgg")
-    content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")
-    net = build_stylizer(num_styles, conditioning)
+    config = S.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch, precision=precision)
+    with dtype_policy(precision):
+        vgg = vgg_features(layers, name="bench_vgg")
+        content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")
+        net = build_stylizer(num_styles, conditioning)
     optimizer = keras.optimizers.Adam(1e-3)
     optimizer.build(net.trainable_variables)
     step = make_step(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
@@ -314,8 +316,11 @@ def main(argv=None) -> int:
     channels = ours_train_step("channels", 2, b, sz, args.repeats)
     cin = ours_train_step("cin", 2, b, sz, args.repeats)
     before = ours_train_step("channels", 2, b, sz, args.repeats, reference_steps.stylizer_step)
+    bf16 = ours_train_step("channels", 2, b, sz, args.repeats, precision="mixed_bfloat16")
     theirs = torch_train_step(b, sz, args.repeats)
     result["train_vs_torch"] = channels / theirs
+    result["train_bf16_vs_torch"] = bf16 / theirs
+    result["train_bf16_fraction_of_peak"] = flops / bf16 / 1e9 / peak["mixed_bfloat16"]
     result["train_vs_baseline"] = channels / before
     result["train_fraction_of_peak"] = flops / channels / 1e9 / peak["float32"]
     result["multi_channels_vs_single"] = channels / single
@@ -323,7 +328,9 @@ def main(argv=None) -> int:
     result["multi_vs_single"] = max(channels, cin) / single
     print(f"train step (batch {b} at {sz}, VGG16 losses, {flops / 1e9:.0f} GFLOP): ours {channels * 1000:.0f} ms "
           f"({speed(channels, flops, peak['float32'])}), before issue 16 {before * 1000:.0f} ms, PyTorch "
-          f"{theirs * 1000:.0f} ms -> {channels / theirs:.2f}x PyTorch, {channels / before:.2f}x before", flush=True)
+          f"{theirs * 1000:.0f} ms -> {channels / theirs:.2f}x PyTorch, {channels / before:.2f}x before; "
+          f"mixed_bfloat16 {bf16 * 1000:.0f} ms ({speed(bf16, flops, peak['mixed_bfloat16'])}) -> "
+          f"{bf16 / theirs:.2f}x PyTorch", flush=True)
     print(f"multi-style vs single-style step: channels {channels / single:.3f}x, cin {cin / single:.3f}x "
           f"(single {single * 1000:.0f} ms)", flush=True)
     if args.xla:
