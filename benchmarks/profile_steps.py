@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import collections
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -48,7 +49,7 @@ def part_of(op: str) -> str:
             return "reflection padding"
         if "Conv2D" in kind:
             return "net convolutions"
-        if "instance_norm" in inner:
+        if re.match(r"in\d+(_\d+)?$", scopes[1] if len(scopes) > 1 else ""):  # the norms are named in0, in1, ...
             return "instance norm"
         if "upsample" in inner or "Resize" in kind:
             return "upsampling"
