@@ -10,11 +10,11 @@ RES    := res
 VAE_STEPS ?= 1000
 PAIRS     ?= 24
 STY_STEPS ?= 300
-# Training precision of the demo's VAE: bfloat16 convolutions with float32 variables and losses (its step takes 0.42x
-# the time of the float32 step before issue 16 on CPUs with AMX; VAE_PRECISION=float32 trains as before). The
-# stylizer stays float32: in bfloat16 its step is 0.46x the time, but at this budget the photo was less recognisable.
+# Training precision of the demo's VAE and stylizer: bfloat16 convolutions with float32 variables, Grams and losses
+# (on CPUs with AMX the VAE step takes 0.42x the time of the float32 step before issue 16, the stylizer's 0.46x of
+# its float32 step); VAE_PRECISION=float32 STY_PRECISION=float32 train as before.
 VAE_PRECISION ?= mixed_bfloat16
-STY_PRECISION ?= float32
+STY_PRECISION ?= mixed_bfloat16
 # Seed of the demo's VAE. Its training is chaotic at this budget: seed 0 collapsed one end in float32 and both in
 # bfloat16, seed 1 gave the samples in the README (table in "Is the VAE a continuum?").
 VAE_SEED ?= 1
@@ -40,7 +40,8 @@ test-slow: weights
 
 # Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
 # benchmarks/sampler.py, benchmarks/sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
-# benchmarks/lpips_crosscheck.py (see README).
+# benchmarks/lpips_crosscheck.py, benchmarks/video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py
+# (see README).
 bench: weights
 	@mkdir -p runs/bench
 	@if ! cmp -s benchmarks/requirements.txt $(VENV)/.bench.installed; then \

@@ -254,8 +254,8 @@ def gram_matrix(features):
     """[B, H, W, C] -> [B, C, C], normalised by H*W*C so its scale does not depend on image or layer size.
 
     One batched matmul of the [B, H*W, C] features with themselves, in float32 even under mixed precision (a
-    bfloat16 sum over H*W positions would lose the small entries). On a CPU this is 1.4-2.6x faster, forward and
-    backward, than the same product written as an einsum (benchmarks/speed.py --profile shows where the time goes)."""
+    bfloat16 sum over H*W positions would lose the small entries). On a CPU it is as fast as the same product written
+    as an einsum in the forward pass and 1.4-2.0x faster with the backward pass (benchmarks/micro_ops.py)."""
     import tensorflow as tf
 
     f = tf.cast(features, tf.float32)

@@ -62,7 +62,8 @@ def part_of(op: str) -> str:
 
 
 def op_times(trace_dir: Path) -> collections.Counter:
-    """Summed op time (ms) per part over the TensorFlow executor threads of the newest trace under trace_dir."""
+    """Summed time (ms) per op, "layer:Type", over the TensorFlow executor threads of the newest trace under
+    trace_dir (the layer: the op's scope below its model, or its own top scope)."""
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
     path = sorted(trace_dir.glob("plugins/profile/*/*.xplane.pb"))[-1]
@@ -76,11 +77,17 @@ def op_times(trace_dir: Path) -> collections.Counter:
             for event in line.events:
                 op = plane.event_metadata[event.metadata_id].name
                 if ":" in op.replace("::", ""):  # ops are "name:Type"; executor events ("Executor::...") enclose them
-                    out[part_of(op)] += event.duration_ps / 1e9
+                    out[op] += event.duration_ps / 1e9
     return out
 
 
-def profile(name: str, run, steps: int, trace_dir: Path, data=None) -> dict:
+def layer_of(op: str) -> str:
+    name, _, kind = op.rpartition(":")
+    scopes = name.replace("gradient_tape/", "").split("/")
+    return f"{'/'.join(scopes[:2])}:{kind}"
+
+
+def profile(name: str, run, steps: int, trace_dir: Path, data=None, top: int = 5) -> dict:
     import tensorflow as tf
 
     for _ in range(2):
@@ -92,10 +99,15 @@ def profile(name: str, run, steps: int, trace_dir: Path, data=None) -> dict:
         run()
         walls.append(time.perf_counter() - t0)
     tf.profiler.experimental.stop()
-    parts = op_times(trace_dir / name)
+    ops = op_times(trace_dir / name)
+    parts, layers = collections.Counter(), collections.Counter()
+    for op, ms in ops.items():
+        parts[part_of(op)] += ms
+        layers[layer_of(op)] += ms / steps
     total = sum(parts.values())
     row = {"wall_ms": 1000 * float(np.median(walls)), "op_ms_per_step": total / steps,
-           "shares": {p: parts[p] / total for p in PARTS if parts[p]}}
+           "shares": {p: parts[p] / total for p in PARTS if parts[p]},
+           "top_ops_ms": dict(layers.most_common(top))}
     if data is not None:
         t0 = time.perf_counter()
         for _ in range(steps):
@@ -146,14 +158,16 @@ def main(argv=None) -> int:
     ap.add_argument("--trace-dir", type=Path, default=ROOT / "runs" / "bench" / "profile",
                     help="where the traces are written")
     ap.add_argument("--json", type=Path, help="also write the table here")
+    ap.add_argument("--top", type=int, default=5, help="list this many of each workload's most expensive ops")
     args = ap.parse_args(argv)
     table = {}
     for i, (name, run, data) in enumerate(workloads()):
-        row = table[name] = profile(f"workload_{i}", run, args.steps, args.trace_dir, data)
+        row = table[name] = profile(f"workload_{i}", run, args.steps, args.trace_dir, data, args.top)
         shares = ", ".join(f"{p} {v:.0%}" for p, v in sorted(row["shares"].items(), key=lambda kv: -kv[1]))
         extra = f", data {row['data_ms']:.1f} ms outside the step" if "data_ms" in row else ""
         print(f"{name}: wall {row['wall_ms']:.0f} ms, op time {row['op_ms_per_step']:.0f} ms (all threads){extra}\n"
-              f"  {shares}", flush=True)
+              f"  {shares}\n  most expensive ops (ms a step, all threads): "
+              + ", ".join(f"{op} {ms:.0f}" for op, ms in row["top_ops_ms"].items()), flush=True)
     if args.json:
         iu.atomic_write_json(args.json, table)
     print(json.dumps({name: {p: round(v, 3) for p, v in row["shares"].items()} for name, row in table.items()}))
