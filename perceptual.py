@@ -311,36 +311,57 @@ class LPIPS:
         self.features = vgg_features(LPIPS_LAYERS, name="lpips_vgg")
         self.lins = [tf.constant(arrays[f"lin{i}"]) for i in range(len(LPIPS_LAYERS))]
 
-    def __call__(self, a, b):
+    def normalized_features(self, images) -> list:
+        """Per LPIPS layer, the features of `images` with each position's channel vector unit-normalised (eps as
+        in the reference)."""
         import tensorflow as tf
 
-        fa = self.features(tf.convert_to_tensor(a, tf.float32))
-        fb = self.features(tf.convert_to_tensor(b, tf.float32))
-        total = 0.0
-        for name, lin in zip(LPIPS_LAYERS, self.lins):
-            # Unit-normalise each position's channel vector (eps as in the reference), weight the squared
-            # differences per channel, average over space.
-            na = fa[name] / (tf.sqrt(tf.reduce_sum(tf.square(fa[name]), -1, keepdims=True)) + 1e-10)
-            nb = fb[name] / (tf.sqrt(tf.reduce_sum(tf.square(fb[name]), -1, keepdims=True)) + 1e-10)
-            total += tf.reduce_mean(tf.reduce_sum(tf.square(na - nb) * lin, -1), axis=[1, 2])
-        return total
+        f = self.features(tf.convert_to_tensor(images, tf.float32))
+        return [f[n] / (tf.sqrt(tf.reduce_sum(tf.square(f[n]), -1, keepdims=True)) + 1e-10) for n in LPIPS_LAYERS]
+
+    def distance(self, na: list, nb: list):
+        """LPIPS from normalised features: squared differences weighted per channel, averaged over space."""
+        import tensorflow as tf
+
+        return sum(tf.reduce_mean(tf.reduce_sum(tf.square(x - y) * lin, -1), axis=[1, 2])
+                   for x, y, lin in zip(na, nb, self.lins))
+
+    def __call__(self, a, b):
+        return self.distance(self.normalized_features(a), self.normalized_features(b))
+
+    def pairwise(self, images, pairs, batch_size: int = 64):
+        """LPIPS of the pairs (i, j) of `images`, each image through VGG once (not once per pair it is in)."""
+        import tensorflow as tf
+
+        feats = [tf.concat(parts, 0) for parts in zip(*(self.normalized_features(images[s:s + batch_size])
+                                                         for s in range(0, len(images), batch_size)))]
+        pairs = np.asarray(pairs, np.int32).reshape(-1, 2)
+        out = [self.distance([tf.gather(f, pairs[s:s + batch_size, 0]) for f in feats],
+                             [tf.gather(f, pairs[s:s + batch_size, 1]) for f in feats]).numpy()
+               for s in range(0, len(pairs), batch_size)]
+        return np.concatenate(out) if out else np.zeros(0, np.float32)
 
 
 _LPIPS: LPIPS | None = None
 
 
+def shared_lpips() -> LPIPS:
+    """The one LPIPS model of this process."""
+    global _LPIPS
+    if _LPIPS is None:
+        _LPIPS = LPIPS()
+    return _LPIPS
+
+
 def lpips_distance(a, b):
     """LPIPS between two images (HxWx3) or batches; one shared model per process."""
-    global _LPIPS
     a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
     if a.shape != b.shape:
         raise ValueError(f"LPIPS needs images of the same size, got {a.shape[:-1]} and {b.shape[:-1]}")
     single = a.ndim == 3
     if single:
         a, b = a[None], b[None]
-    if _LPIPS is None:
-        _LPIPS = LPIPS()
-    d = _LPIPS(a, b).numpy()
+    d = shared_lpips()(a, b).numpy()
     return float(d[0]) if single else d
 
 

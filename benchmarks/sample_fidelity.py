@@ -71,17 +71,16 @@ def gram_vectors(images: np.ndarray, vgg, batch_size: int = 32) -> tuple[np.ndar
 
 
 def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
-    """Mean LPIPS over pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`)."""
-    from perceptual import lpips_distance
+    """Mean LPIPS over pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`); each image
+    goes through VGG once."""
+    from perceptual import shared_lpips
 
     n = len(images)
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     if len(pairs) > max_pairs:
         keep = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
         pairs = [pairs[k] for k in sorted(keep)]
-    a = np.stack([images[i] for i, _ in pairs])
-    b = np.stack([images[j] for _, j in pairs])
-    return float(np.mean(np.concatenate([lpips_distance(a[s:s + 64], b[s:s + 64]) for s in range(0, len(a), 64)])))
+    return float(np.mean(shared_lpips().pairwise(np.asarray(images, np.float32), pairs)))
 
 
 # --------------------------------------------------------------------------------------------------------------------

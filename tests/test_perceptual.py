@@ -109,6 +109,17 @@ def test_lpips_properties_and_numpy_reference(weights):
     assert 0 < dists[0] < dists[1] < dists[2]
 
 
+def test_lpips_pairwise_equals_the_distance_of_each_pair(weights):
+    """The pairwise path (each image through VGG once) gives the distance of every pair, in the pairs' order."""
+    rng = np.random.default_rng(5)
+    images = rng.random((5, 32, 32, 3)).astype(np.float32)
+    pairs = [(0, 1), (3, 2), (4, 0), (1, 1)]
+    got = P.shared_lpips().pairwise(images, pairs, batch_size=2)
+    want = [P.lpips_distance(images[i], images[j]) for i, j in pairs]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+    assert got[3] == 0.0 and len(set(np.round(got[:3], 6))) == 3
+
+
 def test_lpips_cli(tmp_path, capsys):
     import image_utilities as iu
     iu.save_image(tmp_path / "a.png", gradient_image(32, 32, 1))
