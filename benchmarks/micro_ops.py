@@ -9,29 +9,18 @@ The last line is JSON: for each op and shape, new / old time, forward and forwar
 """
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import image_utilities as iu  # noqa: E402
+from speed import median_time  # noqa: E402
 
 GRAM_SHAPES = [(24, 64, 64, 64), (24, 32, 32, 128), (24, 16, 16, 256), (4, 256, 256, 64), (4, 32, 32, 512)]
 PAD_SHAPES = [((1, 512, 512, 32), 4), ((1, 128, 128, 128), 1), ((4, 256, 256, 32), 4), ((4, 64, 64, 128), 1)]
-
-
-def timed(fn, repeats: int) -> float:
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def forward_and_backward(op, x, repeats: int) -> tuple[float, float]:
@@ -45,7 +34,7 @@ def forward_and_backward(op, x, repeats: int) -> tuple[float, float]:
             y = op(x)
             loss = tf.reduce_sum(y * y)
         return tape.gradient(loss, x)
-    return timed(lambda: forward().numpy(), repeats), timed(lambda: both().numpy(), repeats)
+    return median_time(lambda: forward().numpy(), repeats), median_time(lambda: both().numpy(), repeats)
 
 
 def main(argv=None) -> int:
@@ -54,7 +43,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     import tensorflow as tf
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from perceptual import gram_matrix
     from reference_steps import einsum_gram
     from stylizer_net import ReflectionPad
