@@ -377,7 +377,7 @@ def add_train_args(p):
                    help="two decodes should differ at least as much as the real crops they came from")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
                    help="Keras dtype policy for training (the VAE and its VGG loss network); mixed_bfloat16 runs "
-                        "the convolutions in bfloat16 (on CPUs with AMX or AVX512-BF16 about 2.5x faster a step) "
+                        "the convolutions in bfloat16 (on a CPU with AMX about 1.9x faster a step than float32) "
                         "with float32 variables, Grams and losses")
     add_run_args(p, d)
 

@@ -118,30 +118,18 @@ def profile(name: str, run, steps: int, trace_dir: Path, data=None, top: int = 5
 
 def workloads():
     """(name, run, data) of the three workloads, each run doing one compiled step on a fixed batch."""
-    import tensorflow as tf
-
     import speed
     import vae_keras as V
     from run_dir import make_strategy, per_replica
-    from stylizer_net import build_stylizer
 
-    net = build_stylizer(2, "channels")
-    fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False))
-    x, w = tf.random.uniform((1, 512, 512, 3)), tf.constant([[0.5, 0.5]])
-    yield "stylizer forward 512, float32", lambda: fwd(x, w).numpy(), None
+    yield "stylizer forward 512, float32", speed.forward_runner(512), None
 
     step = speed.train_step_runner("channels", 2, 4, 256)
     yield "stylizer train step, batch 4 at 256, float32", step, None
 
-    import tempfile
-
-    import builtin_images
-    from vae_cost import build
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
-        config = V.VAEConfig(styles=tuple(map(str, paths)), **speed.DEMO_VAE, precision="mixed_bfloat16")
-        styles = V.load_styles(config.styles, config.size, config.style_size)
-        run = build(config, styles)
+    from vae_cost import build, builtin_config
+    config, styles = builtin_config(**speed.DEMO_VAE, precision="mixed_bfloat16")
+    run = build(config, styles)
     strategy = make_strategy("default")
 
     def data():

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import image_utilities as iu  # noqa: E402
 import stylizer as S  # noqa: E402
+from vae_cost import CONTINUUM  # noqa: E402
 
 
 def median_time(fn, repeats: int, warmup: int = 2) -> float:
@@ -127,6 +128,12 @@ def speed(seconds: float, flops: float, peak: float) -> str:
 
 
 def ours_forward(size: int, precision: str, repeats: int, xla: bool = False) -> float:
+    return median_time(forward_runner(size, precision, xla), repeats)
+
+
+def forward_runner(size: int, precision: str = "float32", xla: bool = False):
+    """A function running one compiled forward pass of a fresh 2-style net (built under `precision`) on a fixed
+    size x size image."""
     import tensorflow as tf
 
     from run_dir import dtype_policy
@@ -137,7 +144,7 @@ def ours_forward(size: int, precision: str, repeats: int, xla: bool = False) -> 
     fwd = tf.function(lambda x, w: net({"image": x, "weights": w}, training=False), jit_compile=xla)
     x = tf.random.uniform((1, size, size, 3))
     w = tf.constant([[0.5, 0.5]])
-    return median_time(lambda: fwd(x, w).numpy(), repeats)
+    return lambda: fwd(x, w).numpy()
 
 
 def torch_forward(size: int, repeats: int) -> float:
@@ -219,35 +226,19 @@ def optimize_iteration(size: int) -> float:
 def vae_steps(repeats: int) -> dict:
     """Seconds per VAE step of make demo's configuration: the reference step (float32, before issue 16), today's
     step in float32, and today's step in mixed_bfloat16 (what make demo runs), timed in alternating blocks."""
-    import tempfile
-
-    import builtin_images
-    import vae_keras as V
     from reference_steps import vae_step
-    from vae_cost import build
+    from vae_cost import build, builtin_config, seconds_per_step
 
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
-        config = V.VAEConfig(styles=tuple(map(str, paths)), **DEMO_VAE)
-        styles = V.load_styles(config.styles, config.size, config.style_size)
-        bf16 = dataclasses.replace(config, precision="mixed_bfloat16")
-        variants = {"reference": build(config, styles, vae_step), "float32": build(config, styles),
-                    "mixed_bfloat16": build(bf16, styles)}
-    for run in variants.values():
-        run(0), run(1)
-    times = {name: [] for name in variants}
-    for block in range(repeats):
-        for name, run in variants.items():
-            t0 = time.perf_counter()
-            for n in range(3):
-                run(2 + 3 * block + n)
-            times[name].append((time.perf_counter() - t0) / 3)
-    return {name: statistics.median(v) for name, v in times.items()} | {"flops": vae_step_flops(config)}
+    config, styles = builtin_config(**DEMO_VAE)
+    bf16 = dataclasses.replace(config, precision="mixed_bfloat16")
+    variants = {"reference": build(config, styles, vae_step), "float32": build(config, styles),
+                "mixed_bfloat16": build(bf16, styles)}
+    return seconds_per_step(variants, repeats, 3) | {"flops": vae_step_flops(config)}
 
 
-# The VAE of `make demo` (Makefile, stage 2), with its training precision set per variant.
+# The VAE of `make demo` (Makefile, stage 2); each caller sets its training precision.
 DEMO_VAE = dict(size=64, style_size=128, latent_dim=32, batch_size=16, lr=1e-3, beta=0.02, recon="gram",
-                noise_channels=4, path_weight=1.0, endpoint_weight=1.0, diversity_weight=10.0)
+                **CONTINUUM)
 
 
 HUGE = r"""

@@ -53,6 +53,30 @@ def build(config: V.VAEConfig, styles, make_step=V.make_train_step):
     return run
 
 
+def builtin_config(**fields) -> tuple:
+    """A VAEConfig on the two built-in styles (written to a temporary folder, read back as training reads them) with
+    `fields`, and those styles as arrays."""
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
+        config = V.VAEConfig(styles=tuple(map(str, paths)), **fields)
+        return config, V.load_styles(config.styles, config.size, config.style_size)
+
+
+def seconds_per_step(variants: dict, blocks: int, steps: int) -> dict:
+    """Median seconds a step of each `build` runner, timed in alternating blocks of `steps` steps (after two
+    tracing and warm-up steps), so that every variant sees the same machine load."""
+    for run in variants.values():
+        run(0), run(1)
+    seconds = {name: [] for name in variants}
+    for block in range(blocks):
+        for name, run in variants.items():
+            t0 = time.perf_counter()
+            for n in range(steps):
+                run(2 + block * steps + n)
+            seconds[name].append((time.perf_counter() - t0) / steps)
+    return {name: float(np.median(v)) for name, v in seconds.items()}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -62,23 +86,10 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, default=6, help="timed blocks per variant, alternating")
     ap.add_argument("--steps", type=int, default=5, help="steps per block")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
-        base = V.VAEConfig(styles=tuple(map(str, paths)), size=args.size, latent_dim=args.latent_dim,
-                           batch_size=args.batch_size, recon="gram", style_size=128)
-        styles = V.load_styles(base.styles, base.size, base.style_size)
-        variants = {"gram": build(base, styles),
-                    "continuum": build(V.VAEConfig(**{**base.__dict__, **CONTINUUM}), styles)}
-    for run in variants.values():  # trace and warm up
-        run(0), run(1)
-    seconds = {name: [] for name in variants}
-    for block in range(args.blocks):
-        for name, run in variants.items():
-            t0 = time.perf_counter()
-            for n in range(args.steps):
-                run(2 + block * args.steps + n)
-            seconds[name].append((time.perf_counter() - t0) / args.steps)
-    per_step = {name: float(np.median(v)) for name, v in seconds.items()}
+    base, styles = builtin_config(size=args.size, latent_dim=args.latent_dim, batch_size=args.batch_size,
+                                  recon="gram", style_size=128)
+    variants = {"gram": build(base, styles), "continuum": build(V.VAEConfig(**{**base.__dict__, **CONTINUUM}), styles)}
+    per_step = seconds_per_step(variants, args.blocks, args.steps)
     ratio = per_step["continuum"] / per_step["gram"]
     print(f"gram VAE step {per_step['gram'] * 1000:.0f} ms, continuum VAE step {per_step['continuum'] * 1000:.0f} ms"
           f" (median of {args.blocks} alternating blocks of {args.steps}): {ratio:.2f}x (target <= 1.3x)")
