@@ -3,6 +3,7 @@
     python vae_keras.py train --style starry.jpg --style honeycomb.png --run-dir runs/vae [--size 224] [--steps N]
                               [--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 1]
     python vae_keras.py encode --run-dir runs/vae [--crops 512]        # (re)write latents.npz
+    python vae_keras.py encode --run-dir runs/vae --recalibrate        # the same for a run trained before issue 12's fix
     python vae_keras.py reconstruct --run-dir runs/vae a.jpg b.jpg --out recon/
     python vae_keras.py sample --run-dir runs/vae --n 16 --out samples.png
 
@@ -44,6 +45,8 @@ from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decod
 BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
 STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
+NORM_BATCHES = 32  # training batches behind the batch norms' statistics for sampling (recalibrate_norms)
+SNAPSHOT_NORM_BATCHES = 8  # the same before each intermediate snapshot
 # mixed_float16 would need loss scaling inside the clipped, all-reduced step; bfloat16 has float32's range.
 VAE_PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -252,6 +255,50 @@ def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CRO
     return {n: np.stack(v).astype(np.float32) for n, v in out.items()}
 
 
+def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_BATCHES, seed: int = 0):
+    """Set every BatchNormalization's moving mean and variance to their averages over `batches` training batches
+    (precise batch norm, Wu & Johnson 2021, arXiv 2105.07576), encoder first, then the decoder on what it decodes in
+    training: sampled codes of real crops and, with --path-weight, points between pairs of them.
+
+    Why: training normalises with each batch's statistics, sampling with the moving averages, and at the learning
+    rates the VAE trains with those averages (momentum 0.99: the last ~100 steps' weights) lag the weights. A run
+    measured in issue 12 encoded both paintings as the honeycomb's colours in inference mode while its training-mode
+    reconstructions were right; with recalibrated statistics the two modes agree. Training itself never reads the
+    moving averages, so recalibrating changes no training step."""
+    import keras
+    import tensorflow as tf
+
+    norms = {m: [l for l in m._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+             for m in (vae.encoder, vae.decoder)}
+    momenta = {id(l): l.momentum for ls in norms.values() for l in ls}
+    rng = np.random.default_rng([config.seed, seed, 271828])
+    try:
+        for model in (vae.encoder, vae.decoder):
+            for k in range(batches):
+                for layer in norms[model]:  # a running mean over the batches: the k-th gets weight 1/(k+1)
+                    layer.momentum = k / (k + 1.0)
+                images, _ = crop_batch(styles, config, rng, config.batch_size)
+                if model is vae.encoder:
+                    vae.encoder(images, training=True)
+                    continue
+                mean, logvar = vae.encode(images)
+                z = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
+                if config.path_weight:
+                    half = len(z) // 2
+                    t = rng.uniform(0.0, 1.0, (half, 1))
+                    z = np.concatenate([z, (1.0 - t) * z[:half] + t * z[half:2 * half]])
+                z = tf.constant(z, tf.float32)
+                if config.noise_channels:
+                    noise = decoder_noise(rng, len(z), config.size, config.noise_channels)
+                    vae.decoder([z, tf.constant(noise)], training=True)
+                else:
+                    vae.decoder(z, training=True)
+    finally:
+        for layers in norms.values():
+            for layer in layers:
+                layer.momentum = momenta[id(layer)]
+
+
 def fixed_snapshot_inputs(styles, config: VAEConfig, n_per_style: int = 2):
     """Crops, latents and decoder noise that stay the same for the whole run, so snapshots form an animation."""
     rng = np.random.default_rng([config.seed, 987654321])
@@ -279,6 +326,17 @@ def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
         iu.save_image(run.path / f"quad_{i}.png", quad)
 
 
+def training_state(config: VAEConfig, strategy):
+    """The VAE and its optimizer as a training checkpoint holds them, built under the run's precision."""
+    import keras
+
+    with strategy.scope(), dtype_policy(config.precision):
+        vae = VAE(config)
+        optimizer = keras.optimizers.Adam(config.lr)  # gradients are clipped in the step (see make_train_step)
+        optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
+    return vae, optimizer
+
+
 def train(config: VAEConfig, run_dir) -> int:
     import keras
     import tensorflow as tf
@@ -289,13 +347,11 @@ def train(config: VAEConfig, run_dir) -> int:
     styles = load_styles(config.styles, config.size, config.style_size)
     run = Run(run_dir, config, resume_safe=RESUME_SAFE, chief=chief, task=task)
     keras.utils.set_random_seed(config.seed)  # the same initial weights for the same seed, in any process
-    with strategy.scope(), dtype_policy(config.precision):
-        vae = VAE(config)
-        optimizer = keras.optimizers.Adam(config.lr)  # gradients are clipped in the step (see make_train_step)
-        optimizer.build(vae.encoder.trainable_variables + vae.decoder.trainable_variables)
-        vgg = None
-        if config.vgg_layers():
-            from perceptual import vgg_features
+    vae, optimizer = training_state(config, strategy)
+    vgg = None
+    if config.vgg_layers():
+        from perceptual import vgg_features
+        with strategy.scope(), dtype_policy(config.precision):
             vgg = vgg_features(config.vgg_layers())
     style_grams = mean_style_grams(styles, config, vgg) if config.endpoint_weight else None
     run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
@@ -318,8 +374,12 @@ def train(config: VAEConfig, run_dir) -> int:
         beta = beta_at(config, step)
         return {**train_step(*dist, dist_t, tf.constant(beta, tf.float32)), "beta": beta}
 
-    status = run.train_loop(start, config.steps, config, step_fn,
-                            lambda step: write_snapshots(run, vae, step, snap_crops, snap_z, snap_noise, names))
+    def snapshot_fn(step):  # sampling statistics first (a few batches; all NORM_BATCHES for the final checkpoint)
+        recalibrate_norms(vae, styles, config, NORM_BATCHES if step == config.steps else SNAPSHOT_NORM_BATCHES, step)
+        write_snapshots(run, vae, step, snap_crops, snap_z, snap_noise, names)
+
+    # The chief's last step always snapshots before it saves, so the final checkpoint holds recalibrated statistics.
+    status = run.train_loop(start, config.steps, config, step_fn, snapshot_fn)
     if status != "done":
         return EXIT_CODES[status]
     if chief and (config.steps > start or not (run.path / "latents.npz").exists()):
@@ -395,6 +455,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(command("train", train_command, "train (or resume) a VAE run"))
     p = command("encode", encode_command, "write latents.npz: each style's latent Gaussian")
     p.add_argument("--crops", type=int, default=512, help="random crops per style to encode")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="first recompute the batch norms' sampling statistics from training batches and save them "
+                        "into the newest checkpoint (training does this since issue 12; for older runs)")
     p = command("reconstruct", reconstruct_command, "encode and decode images (center crops)")
     p.add_argument("images", nargs="+", type=Path, help="images to reconstruct")
     p.add_argument("--out", type=Path, required=True, help="folder for IMAGE_recon.png")
@@ -419,11 +482,31 @@ def train_command(args) -> int:
 
 
 def encode_command(args) -> int:
-    vae, config = load_vae(args.run_dir)
-    styles = load_styles(config.styles, config.size, config.style_size)
+    if args.recalibrate:
+        vae, config, styles = recalibrate_run(args.run_dir)
+    else:
+        vae, config = load_vae(args.run_dir)
+        styles = load_styles(config.styles, config.size, config.style_size)
     latents = encode_styles(vae, styles, style_names(config.styles), config, args.crops)
     print(f"wrote {save_latents(args.run_dir, latents)}")
     return 0
+
+
+def recalibrate_run(run_dir):
+    """Recalibrate the batch norms of a run's newest checkpoint (recalibrate_norms) and save them into it, for runs
+    trained before training did so itself. Returns (vae, config, styles)."""
+    config = read_config(run_dir, VAEConfig, "VAE")
+    vae, optimizer = training_state(config, make_strategy("default"))
+    run = Run(run_dir, config, resume_safe=RESUME_SAFE)
+    run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
+    step = run.restore()
+    if not step:
+        raise RunError(f"{run_dir}: no checkpoint in {run.checkpoint_dir}; train it first")
+    styles = load_styles(config.styles, config.size, config.style_size)
+    recalibrate_norms(vae, styles, config, NORM_BATCHES, step)
+    run.save(step)
+    print(f"recalibrated the batch norms of {run_dir} at step {step} over {NORM_BATCHES} training batches")
+    return vae, config, styles
 
 
 def reconstruct_command(args) -> int:

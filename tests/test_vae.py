@@ -247,3 +247,54 @@ def test_run_check_finite_unit(tmp_path):
     run.check_finite(1, {"loss": 1.0})
     with pytest.raises(NonFiniteLoss, match="loss became inf at step 7"):
         run.check_finite(7, {"loss": float("inf")})
+
+
+def test_recalibrated_norms_make_sampling_agree_with_training(style_files):
+    """Stale moving averages (what a fast-moving run holds) make inference-mode codes and decodes differ from the
+    training-mode ones the losses saw; after recalibrate_norms the two agree."""
+    config = V.VAEConfig(styles=tuple(style_files), size=64, latent_dim=8, width=8, batch_size=8, seed=2,
+                         noise_channels=2, path_weight=1.0, recon="gram")
+    vae = M.VAE(config)
+    styles = V.load_styles(config.styles, config.size)
+    rng = np.random.default_rng(0)
+    norms = [l for m in (vae.encoder, vae.decoder) for l in m._flatten_layers()
+             if isinstance(l, keras.layers.BatchNormalization)]
+    assert len(norms) == 20
+    for layer in norms:  # statistics far from the current weights'
+        layer.moving_mean.assign(rng.normal(0.0, 3.0, layer.moving_mean.shape))
+        layer.moving_variance.assign(np.full(layer.moving_variance.shape, 20.0))
+    # a large batch, whose own statistics are close to the population's
+    images, _ = V.crop_batch(styles, config, np.random.default_rng(7), 64)
+    z = tf.constant(rng.standard_normal((64, 8)), tf.float32)
+    noise = tf.constant(M.decoder_noise(rng, 64, 64, 2))
+
+    def gaps():
+        codes = [vae.encoder(images, training=mode)["mean"].numpy() for mode in (True, False)]
+        decodes = [tf.sigmoid(vae.decoder([z, noise], training=mode)).numpy() for mode in (True, False)]
+        relative = lambda a, b: np.abs(a - b).mean() / np.abs(a).mean()
+        return relative(*codes), np.abs(decodes[0] - decodes[1]).mean()
+
+    code_before, image_before = gaps()
+    V.recalibrate_norms(vae, styles, config, batches=16)
+    code_after, image_after = gaps()
+    # (an untrained net amplifies what is left of batch-to-batch differences; trained runs agree to a few percent)
+    assert code_after < 0.5 * code_before, (code_before, code_after)
+    assert image_after < 0.6 * image_before, (image_before, image_after)
+    assert all(layer.momentum == 0.99 for layer in norms)  # the training momentum is put back
+
+
+def test_encode_recalibrate_saves_into_a_checkpoint_training_resumes_from(style_files, tmp_path, monkeypatch,
+                                                                         capsys):
+    run = tmp_path / "r"
+    with monkeypatch.context() as m:  # a run trained before training recalibrated its norms
+        m.setattr(V, "recalibrate_norms", lambda *a, **k: None)
+        assert V.main(train_args(style_files, run, 2)) == 0
+    stale = V.load_vae(run)[0].encoder.get_layer("down0_bn").moving_mean.numpy()
+    capsys.readouterr()
+    assert V.main(["encode", "--run-dir", str(run), "--crops", "4", "--recalibrate"]) == 0
+    assert "recalibrated the batch norms" in capsys.readouterr().out
+    saved = V.load_vae(run)[0].encoder.get_layer("down0_bn").moving_mean.numpy()
+    assert np.abs(saved - stale).max() > 1e-3
+    assert V.main(train_args(style_files, run, 3)) == 0  # the optimizer state is still in the checkpoint
+    out = capsys.readouterr()
+    assert "from step 2" in out.out and "not usable" not in out.err
