@@ -15,8 +15,8 @@ STY_STEPS ?= 300
 # its float32 step); VAE_PRECISION=float32 STY_PRECISION=float32 train as before.
 VAE_PRECISION ?= mixed_bfloat16
 STY_PRECISION ?= mixed_bfloat16
-# Seed of the demo's VAE. Its training is chaotic at this budget: seed 0 collapsed one end in float32 and both in
-# bfloat16, seed 1 gave the samples in the README (table in "Is the VAE a continuum?").
+# Seed of the demo's VAE. Seeds 0 and 1 measure alike since training recalibrates the batch norms before sampling
+# (before that fix, stale statistics made a run's samples a draw; table in the README's "Is the VAE a continuum?").
 VAE_SEED ?= 1
 
 .PHONY: setup weights demo test test-slow bench studio clean
@@ -40,7 +40,8 @@ test-slow: weights
 
 # Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
 # benchmarks/sampler.py, benchmarks/sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
-# benchmarks/lpips_crosscheck.py, benchmarks/video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py
+# benchmarks/lpips_crosscheck.py, benchmarks/video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py,
+# benchmarks/norm_modes.py
 # (see README).
 bench: weights
 	@mkdir -p runs/bench

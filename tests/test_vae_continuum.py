@@ -115,8 +115,8 @@ def test_sampler_gives_each_pair_its_own_noise_and_stays_byte_identical(continuu
     assert np.abs(firsts[0] - firsts[1]).mean() > 1e-4
 
 
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("sample_fidelity", ROOT / "benchmarks" / "sample_fidelity.py")
+def load_benchmark(name="sample_fidelity"):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -150,3 +150,21 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
     assert collapsed["summary"]["diversity_ratio_t1"] < 1e-6 < report["summary"]["diversity_ratio_t1"]
     assert fid.main(["--samples", str(out), "--crops", "8"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pairs"] == 3
+
+
+def test_norm_modes_recalibration_changes_only_the_inference_mode(continuum_run, capsys):
+    """benchmarks/norm_modes.py: recalibrating changes no weight (the training-mode reconstructions are the same
+    numbers with and without it) but does change what inference mode gives."""
+    modes = load_benchmark("norm_modes")
+    d, args = continuum_run
+    run = d / "one"
+    if not (run / "latents.npz").exists():
+        assert V.main(args(run, 6)) == 0
+    reports = []
+    for extra in ([], ["--recalibrate"]):
+        assert modes.main(["--vae", str(run), "--crops", "4", *extra]) == 0
+        reports.append(json.loads(capsys.readouterr().out.strip().splitlines()[-1]))
+    assert set(reports[0]) == {"train_train", "train_infer", "infer_train", "infer_infer"}
+    assert all(np.isfinite(v).all() for v in reports[0].values())
+    np.testing.assert_allclose(reports[0]["train_train"], reports[1]["train_train"], rtol=1e-5)
+    assert not np.allclose(reports[0]["infer_infer"], reports[1]["infer_infer"], rtol=1e-4)
