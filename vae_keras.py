@@ -3,7 +3,7 @@
     python vae_keras.py train --style starry.jpg --style honeycomb.png --run-dir runs/vae [--size 224] [--steps N]
                               [--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 1]
     python vae_keras.py encode --run-dir runs/vae [--crops 512]        # (re)write latents.npz
-    python vae_keras.py encode --run-dir runs/vae --recalibrate        # the same for a run trained before issue 12's fix
+    python vae_keras.py encode --run-dir runs/vae --recalibrate        # batch-norm statistics first (older runs)
     python vae_keras.py reconstruct --run-dir runs/vae a.jpg b.jpg --out recon/
     python vae_keras.py sample --run-dir runs/vae --n 16 --out samples.png
 
