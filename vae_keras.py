@@ -46,7 +46,7 @@ BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
 STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
 NORM_BATCHES = 32  # training batches behind the batch norms' statistics for sampling (recalibrate_norms)
-SNAPSHOT_NORM_BATCHES = 8  # the same before each intermediate snapshot
+SNAPSHOT_NORM_BATCHES = 4  # the same before each intermediate snapshot
 # mixed_float16 would need loss scaling inside the clipped, all-reduced step; bfloat16 has float32's range.
 VAE_PRECISIONS = ("float32", "mixed_bfloat16")
 
@@ -266,37 +266,72 @@ def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_B
     reconstructions were right; with recalibrated statistics the two modes agree. Training itself never reads the
     moving averages, so recalibrating changes no training step."""
     import keras
-    import tensorflow as tf
 
     norms = {m: [l for l in m._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
              for m in (vae.encoder, vae.decoder)}
-    momenta = {id(l): l.momentum for ls in norms.values() for l in ls}
+    passes = norm_passes(vae)
     rng = np.random.default_rng([config.seed, seed, 271828])
-    try:
-        for model in (vae.encoder, vae.decoder):
-            for k in range(batches):
-                for layer in norms[model]:  # a running mean over the batches: the k-th gets weight 1/(k+1)
-                    layer.momentum = k / (k + 1.0)
-                images, _ = crop_batch(styles, config, rng, config.batch_size)
-                if model is vae.encoder:
-                    vae.encoder(images, training=True)
-                    continue
-                mean, logvar = vae.encode(images)
+    for model in (vae.encoder, vae.decoder):
+        sums = [[0.0, 0.0] for _ in norms[model]]
+        for _ in range(batches):
+            images, _ = crop_batch(styles, config, rng, config.batch_size)
+            if model is vae.encoder:
+                passes["encoder"](images)
+            else:
+                mean, logvar = (v.numpy() for v in passes["encode"](images))
                 z = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
                 if config.path_weight:
                     half = len(z) // 2
                     t = rng.uniform(0.0, 1.0, (half, 1))
                     z = np.concatenate([z, (1.0 - t) * z[:half] + t * z[half:2 * half]])
-                z = tf.constant(z, tf.float32)
-                if config.noise_channels:
-                    noise = decoder_noise(rng, len(z), config.size, config.noise_channels)
-                    vae.decoder([z, tf.constant(noise)], training=True)
-                else:
-                    vae.decoder(z, training=True)
+                noise = decoder_noise(rng, len(z), config.size, max(1, config.noise_channels))
+                passes["decoder"](z.astype(np.float32), noise)
+            for total, layer in zip(sums, norms[model]):  # each pass left its batch's statistics
+                total[0] += layer.moving_mean.numpy()
+                total[1] += layer.moving_variance.numpy()
+        for (mean_sum, var_sum), layer in zip(sums, norms[model]):
+            layer.moving_mean.assign(mean_sum / batches)
+            layer.moving_variance.assign(var_sum / batches)
+
+
+def norm_passes(vae: VAE) -> dict:
+    """Compiled forward passes for recalibrate_norms, made once per VAE: `encoder` and `decoder` in training mode
+    with every batch norm's momentum 0 while they are traced (so each call leaves its batch's statistics in the
+    moving averages; the momentum goes back to the training one after tracing, the graphs keep 0), and `encode` in
+    inference mode (mean and log-variance in float32)."""
+    import keras
+    import tensorflow as tf
+
+    if getattr(vae, "_norm_passes", None) is not None:
+        return vae._norm_passes
+    layers = [l for m in (vae.encoder, vae.decoder) for l in m._flatten_layers()
+              if isinstance(l, keras.layers.BatchNormalization)]
+    spec = tf.TensorSpec([None, vae.config.size, vae.config.size, 3], tf.float32)
+    noise_spec = tf.TensorSpec([None, vae.config.size, vae.config.size, max(1, vae.noise_channels)], tf.float32)
+
+    @tf.function(input_signature=[spec])
+    def encoder(images):
+        return vae.encoder(images, training=True)
+
+    @tf.function(input_signature=[spec])
+    def encode(images):
+        out = vae.encoder(images, training=False)
+        return tf.cast(out["mean"], tf.float32), tf.cast(out["logvar"], tf.float32)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, vae.config.latent_dim], tf.float32), noise_spec])
+    def decoder(z, noise):
+        return vae.decoder([z, noise] if vae.noise_channels else z, training=True)
+
+    momenta = [layer.momentum for layer in layers]
+    try:
+        for layer in layers:
+            layer.momentum = 0.0
+        encoder.get_concrete_function(), decoder.get_concrete_function()
     finally:
-        for layers in norms.values():
-            for layer in layers:
-                layer.momentum = momenta[id(layer)]
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    vae._norm_passes = {"encoder": encoder, "encode": encode, "decoder": decoder}
+    return vae._norm_passes
 
 
 def fixed_snapshot_inputs(styles, config: VAEConfig, n_per_style: int = 2):
