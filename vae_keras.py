@@ -73,6 +73,7 @@ class VAEConfig(RunControl):
     endpoint_weight: float = 0.0
     diversity_weight: float = 0.0
     precision: str = "float32"
+    texture_layers: tuple = TEXTURE_LAYERS
 
     @property
     def continuum(self) -> bool:
@@ -81,7 +82,7 @@ class VAEConfig(RunControl):
     def vgg_layers(self) -> list[str]:
         if self.recon not in ("perceptual", "gram"):
             return []
-        return sorted(set(PERCEPTUAL_LAYERS) | (set(TEXTURE_LAYERS) if self.continuum else set()))
+        return sorted(set(PERCEPTUAL_LAYERS) | (set(self.texture_layers) if self.continuum else set()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -168,7 +169,8 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
     global_batch, global_pairs = float(config.batch_size), float(config.batch_size // 2)
     replicas = strategy.num_replicas_in_sync
     style_grams = {n: tf.constant(g) for n, g in (style_grams or {}).items()}
-    gram_layers = sorted(set(PERCEPTUAL_LAYERS) | set(TEXTURE_LAYERS if config.continuum else ()))
+    layers = tuple(config.texture_layers)
+    gram_layers = sorted(set(PERCEPTUAL_LAYERS) | set(layers if config.continuum else ()))
 
     def decode(z, noise):  # logits in float32 under any precision: the losses and the sigmoid need the range
         return tf.cast(vae.decoder([z, noise] if config.noise_channels else z, training=True), tf.float32)
@@ -209,9 +211,9 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
                     grams_mid = {k: tf.split(v, [n, -1])[1] for k, v in grams_fake.items()}
                     halves = {k: tf.split(v, 2) for k, v in grams_real.items()}
                     a, b = ({k: v[i] for k, v in halves.items()} for i in (0, 1))
-                    terms["path"] = tf.reduce_sum(path_loss(grams_mid, a, b, t, pixels)) / global_pairs
+                    terms["path"] = tf.reduce_sum(path_loss(grams_mid, a, b, t, pixels, layers)) / global_pairs
                 if config.endpoint_weight:
-                    terms["endpoint"] = endpoint_loss(grams[0], labels, style_grams, pixels) / replicas
+                    terms["endpoint"] = endpoint_loss(grams[0], labels, style_grams, pixels, layers) / replicas
                 if config.diversity_weight:
                     terms["diversity"] = tf.reduce_sum(diversity_loss(features[0], real, pixels)) / global_pairs
             weights = {"path": config.path_weight, "endpoint": config.endpoint_weight,
@@ -241,16 +243,17 @@ def step_noise(config: VAEConfig, step: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CROPS) -> dict:
-    """Each style's mean Gram over `crops` real crops at TEXTURE_LAYERS: {layer: [S, C, C]}."""
+    """Each style's mean Gram over `crops` real crops at the config's texture layers: {layer: [S, C, C]}."""
     rng = np.random.default_rng([config.seed, 31337])
-    out = {n: [] for n in TEXTURE_LAYERS}
+    layers = config.texture_layers
+    out = {n: [] for n in layers}
     for style in styles:
-        sums = {n: 0.0 for n in TEXTURE_LAYERS}
+        sums = {n: 0.0 for n in layers}
         for start in range(0, crops, 32):
-            grams = texture_grams(vgg(training_crops(style, config, rng, min(32, crops - start))))
-            for n in TEXTURE_LAYERS:
+            grams = texture_grams(vgg(training_crops(style, config, rng, min(32, crops - start))), layers)
+            for n in layers:
                 sums[n] = sums[n] + grams[n].numpy().sum(0)
-        for n in TEXTURE_LAYERS:
+        for n in layers:
             out[n].append(sums[n] / crops)
     return {n: np.stack(v).astype(np.float32) for n, v in out.items()}
 
@@ -470,11 +473,24 @@ def add_train_args(p):
                    help="match each style's mean decoded Gram to its mean over many real crops")
     p.add_argument("--diversity-weight", type=float, default=d.diversity_weight,
                    help="two decodes should differ at least as much as the real crops they came from")
+    p.add_argument("--texture-layers", type=texture_layer_list, default=",".join(d.texture_layers), metavar="L,L",
+                   help="VGG16 layers whose Grams the path and endpoint terms compare (the stylizer's style layers "
+                        "are these plus relu4_3, which costs VGG's fourth block on every decode)")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
                    help="Keras dtype policy for training (the VAE and its VGG loss network); mixed_bfloat16 runs "
                         "the convolutions in bfloat16 (on a CPU with AMX about 1.9x faster a step than float32) "
                         "with float32 variables, Grams and losses")
     add_run_args(p, d)
+
+
+def texture_layer_list(text: str) -> tuple:
+    """--texture-layers: comma-separated VGG16 layers of relu1_2 ... relu4_3, in VGG order."""
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    order = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    bad = [n for n in names if n not in order]
+    if bad or not names:
+        raise argparse.ArgumentTypeError(f"'{text}': use some of {', '.join(order)}")
+    return tuple(n for n in order if n in names)
 
 
 def build_parser() -> argparse.ArgumentParser:

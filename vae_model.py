@@ -24,8 +24,8 @@ PERCEPTUAL_PIXEL_WEIGHT = 0.1
 # term to keep the layout. A 32-256 number code cannot pin down the random phase of brush strokes, so pixel and
 # feature losses average them into blur; Gram matching lets the decoder draw sharp texture with any phase.
 GRAM_WEIGHTS = {"gram": 10.0, "feature": 0.1, "pixel": 0.1}
-# The continuum terms compare Grams at the layers the gram reconstruction already computes: adding the stylizer's
-# relu4_3 would run VGG's fourth block on every decode, about doubling the cost of a VAE step on a CPU.
+# The continuum terms compare Grams at the layers the gram reconstruction already computes (the default of
+# --texture-layers): adding the stylizer's relu4_3 runs VGG's fourth block on every decode.
 TEXTURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3")
 DIVERSITY_LAYERS = ("relu2_2", "relu3_3")
 
@@ -177,24 +177,24 @@ def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, gram
 # Continuum terms (issue 12). Grams are at TEXTURE_LAYERS; each term is per example or per pair, scaled like the
 # reconstruction (times the pixel count) so the weights read as multiples of the Gram reconstruction term.
 
-def texture_grams(features) -> dict:
+def texture_grams(features, layers=TEXTURE_LAYERS) -> dict:
     from perceptual import gram_matrix
 
-    return {n: gram_matrix(features[n]) for n in TEXTURE_LAYERS}
+    return {n: gram_matrix(features[n]) for n in layers}
 
 
-def path_loss(grams_mid, grams_a, grams_b, t, pixels):
+def path_loss(grams_mid, grams_a, grams_b, t, pixels, layers=TEXTURE_LAYERS):
     """Texture Mixer-style path supervision (Yu et al. 2019, arXiv 1901.03447): the decode of lerp(z_a, z_b, t)
     should have the Grams (1-t) G_a + t G_b. Squared L2, whose optimum is the mix itself (the paper's L1 would aim
     at a median). t: [P]; Grams: [P, C, C] per layer. Returns [P]."""
     from perceptual import style_loss
 
     w = t[:, None, None]
-    target = {n: (1.0 - w) * grams_a[n] + w * grams_b[n] for n in TEXTURE_LAYERS}
-    return GRAM_WEIGHTS["gram"] * style_loss(grams_mid, target, TEXTURE_LAYERS) * pixels
+    target = {n: (1.0 - w) * grams_a[n] + w * grams_b[n] for n in layers}
+    return GRAM_WEIGHTS["gram"] * style_loss(grams_mid, target, layers) * pixels
 
 
-def endpoint_loss(grams, labels, style_grams, pixels):
+def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS):
     """The mean Gram of each style's decodes in the batch against that style's mean Gram over many real crops
     (`style_grams[n]`: [S, C, C]): keeps the population of samples centred on the painting, not just each decode
     near its own crop. Returns a scalar: the sum over the styles present."""
@@ -202,12 +202,12 @@ def endpoint_loss(grams, labels, style_grams, pixels):
 
     from perceptual import style_loss
 
-    one_hot = tf.one_hot(labels, tf.shape(style_grams[TEXTURE_LAYERS[0]])[0])  # [B, S]
+    one_hot = tf.one_hot(labels, tf.shape(style_grams[layers[0]])[0])  # [B, S]
     counts = tf.reduce_sum(one_hot, 0)  # [S]
     present = tf.cast(counts > 0, tf.float32)
     means = {n: tf.einsum("bs,bcd->scd", one_hot, grams[n]) / tf.maximum(counts, 1.0)[:, None, None]
-             for n in TEXTURE_LAYERS}
-    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, TEXTURE_LAYERS)) * pixels
+             for n in layers}
+    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, layers)) * pixels
 
 
 def diversity_loss(fake_features, real_features, pixels):

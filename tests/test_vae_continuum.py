@@ -168,3 +168,23 @@ def test_norm_modes_recalibration_changes_only_the_inference_mode(continuum_run,
     assert all(np.isfinite(v).all() for v in reports[0].values())
     np.testing.assert_allclose(reports[0]["train_train"], reports[1]["train_train"], rtol=1e-5)
     assert not np.allclose(reports[0]["infer_infer"], reports[1]["infer_infer"], rtol=1e-4)
+
+
+def test_texture_layers_reach_the_continuum_terms(continuum_run, tmp_path, capsys, style_files):
+    """--texture-layers adds relu4_3 to the Grams the endpoint and path terms compare: the endpoint targets gain the
+    layer, training runs, and a name outside relu1_2 ... relu4_3 is refused."""
+    d, args = continuum_run
+    run = tmp_path / "deep"
+    assert V.main(args(run, 2) + ["--texture-layers", "relu4_3,relu1_2,relu2_2,relu3_3"]) == 0
+    config = V.read_config(run, V.VAEConfig, "VAE")
+    assert config.texture_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+    assert "relu4_3" in config.vgg_layers()
+    from perceptual import vgg_features
+    styles = V.load_styles(config.styles, config.size)
+    grams = V.mean_style_grams(styles, config, vgg_features(config.vgg_layers()), crops=4)
+    assert grams["relu4_3"].shape == (2, 512, 512) and np.isfinite(grams["relu4_3"]).all()
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert np.isfinite([last["path"], last["endpoint"]]).all()
+    with pytest.raises(SystemExit) as e:
+        V.main(args(tmp_path / "bad", 2) + ["--texture-layers", "relu5_3"])
+    assert e.value.code == 2 and "relu5_3" in capsys.readouterr().err
