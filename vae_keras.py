@@ -301,7 +301,8 @@ def norm_passes(vae: VAE) -> dict:
     """Compiled forward passes for recalibrate_norms, made once per VAE: `encoder` and `decoder` in training mode
     with every batch norm's momentum 0 while they are traced (so each call leaves its batch's statistics in the
     moving averages; the momentum goes back to the training one after tracing, the graphs keep 0), and `encode` in
-    inference mode (mean and log-variance in float32)."""
+    inference mode (mean and log-variance in float32). Plain tensor code: no AutoGraph, which re-reads the source
+    file and fails when it was edited since the process started."""
     import keras
     import tensorflow as tf
 
@@ -312,16 +313,18 @@ def norm_passes(vae: VAE) -> dict:
     spec = tf.TensorSpec([None, vae.config.size, vae.config.size, 3], tf.float32)
     noise_spec = tf.TensorSpec([None, vae.config.size, vae.config.size, max(1, vae.noise_channels)], tf.float32)
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def encoder(images):
         return vae.encoder(images, training=True)
 
-    @tf.function(input_signature=[spec])
+    @tf.function(input_signature=[spec], autograph=False)
     def encode(images):
         out = vae.encoder(images, training=False)
         return tf.cast(out["mean"], tf.float32), tf.cast(out["logvar"], tf.float32)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, vae.config.latent_dim], tf.float32), noise_spec])
+    z_spec = tf.TensorSpec([None, vae.config.latent_dim], tf.float32)
+
+    @tf.function(input_signature=[z_spec, noise_spec], autograph=False)
     def decoder(z, noise):
         return vae.decoder([z, noise] if vae.noise_channels else z, training=True)
 

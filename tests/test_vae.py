@@ -254,6 +254,7 @@ def test_recalibrated_norms_make_sampling_agree_with_training(style_files):
     training-mode ones the losses saw; after recalibrate_norms the two agree."""
     config = V.VAEConfig(styles=tuple(style_files), size=64, latent_dim=8, width=8, batch_size=8, seed=2,
                          noise_channels=2, path_weight=1.0, recon="gram")
+    keras.utils.set_random_seed(0)  # the margins below vary with the initial weights (0.2-0.3 and 0.4-0.7)
     vae = M.VAE(config)
     styles = V.load_styles(config.styles, config.size)
     rng = np.random.default_rng(0)
