@@ -35,6 +35,7 @@ import image_utilities as iu  # noqa: E402
 from run_dir import RunError  # noqa: E402
 
 GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers
+GRAM_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
 FRECHET_LAYER = "relu3_3"
 TARGETS = {"diversity_ratio": 0.5, "endpoint_gram_error": 0.15, "spearman": 0.95, "step_ratio": 2.0}
 
@@ -68,6 +69,17 @@ def gram_vectors(images: np.ndarray, vgg, batch_size: int = 32) -> tuple[np.ndar
         pick = rng.choice(flat.shape[1], min(64, flat.shape[1]), replace=False)
         feats.append(flat[:, pick])
     return np.concatenate(grams), np.concatenate(feats)
+
+
+def error_by_layer(gram: np.ndarray, target: np.ndarray, span: float) -> dict:
+    """The relative Gram error split by layer (each layer's part of the gram_vectors vector): their squares sum to
+    the square of the whole error, so they say which layer the error is in."""
+    out, start = {}, 0
+    for name in GRAM_LAYERS:
+        end = start + GRAM_CHANNELS[name] ** 2
+        out[name] = float(np.linalg.norm(gram[start:end] - target[start:end])) / span
+        start = end
+    return out
 
 
 def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
@@ -162,6 +174,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
             f = np.concatenate([feat_of[e["file"]] for e in group])
             row["frechet"] = frechet_distance(f, real_feats[k][:crops].reshape(-1, f.shape[-1]))
             row["frechet_real_floor"] = floor[k]
+            row["gram_error_by_layer"] = error_by_layer(g.mean(0), target, span)
         per_t.append(row)
 
     spearmans, step_ratios = steadiness(by_pair, gram_of, g_mean[a])
@@ -169,6 +182,8 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     summary = {
         "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
         "gram_error_t0": ends[0.0]["gram_error_vs_mix"], "gram_error_t1": ends[1.0]["gram_error_vs_mix"],
+        "gram_error_by_layer_t0": ends[0.0]["gram_error_by_layer"],
+        "gram_error_by_layer_t1": ends[1.0]["gram_error_by_layer"],
         "frechet_t0": ends[0.0]["frechet"], "frechet_t1": ends[1.0]["frechet"],
         "frechet_floor_A": floor[a], "frechet_floor_B": floor[b],
         "frechet_vs_floor_t0": ends[0.0]["frechet"] / floor[a], "frechet_vs_floor_t1": ends[1.0]["frechet"] / floor[b],
@@ -209,6 +224,10 @@ def format_table(report: dict) -> str:
                      f"{f('diversity_ratio', '{:.2f}x')} | {f('gram_error_vs_mix')} | {f('frechet', '{:.1f}')} | "
                      f"{f('frechet_real_floor', '{:.1f}')} |")
     s = report["summary"]
+    lines.append("")
+    for t in (0, 1):
+        lines.append(f"Gram error at t={t} by layer: " + ", ".join(
+            f"{name} {v:.3f}" for name, v in s[f"gram_error_by_layer_t{t}"].items()))
     lines.append(f"\nsteadiness over {s['pairs']} pairs: Spearman(t, Gram distance to A) mean {s['spearman_mean']:.3f}"
                  f" (min {s['spearman_min']:.3f}); largest step / mean step: max {s['step_ratio_max']:.2f}, "
                  f"mean {s['step_ratio_mean']:.2f}")

@@ -142,6 +142,10 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
     out = tmp_path / "s"
     assert style_sampler.main(["--vae", str(run), "--out", str(out), "--pairs", "3", "--points", "3"]) == 0
     report = fid.measure(out, crops=8)
+    for t in (0, 1):  # the error split by layer covers the whole Gram vector
+        by_layer = report["summary"][f"gram_error_by_layer_t{t}"]
+        assert list(by_layer) == list(fid.GRAM_LAYERS)
+        assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2, rel=1e-4)
     for p in (1, 2):  # collapse: every pair becomes a copy of pair 0
         for t in (0.0, 0.5, 1.0):
             (out / style_sampler.file_name(p, t)).write_bytes((out / style_sampler.file_name(0, t)).read_bytes())
