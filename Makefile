@@ -15,8 +15,8 @@ STY_STEPS ?= 300
 # its float32 step); VAE_PRECISION=float32 STY_PRECISION=float32 train as before.
 VAE_PRECISION ?= mixed_bfloat16
 STY_PRECISION ?= mixed_bfloat16
-# Seed of the demo's VAE. Seeds 0 and 1 measure alike since training recalibrates the batch norms before sampling
-# (before that fix, stale statistics made a run's samples a draw; table in the README's "Is the VAE a continuum?").
+# Seed of the demo's VAE. Since training recalibrates the batch norms before sampling, seeds 0 and 1 both give
+# usable samples (before, stale statistics collapsed some runs; table in the README's "Is the VAE a continuum?").
 VAE_SEED ?= 1
 
 .PHONY: setup weights demo test test-slow bench studio clean
