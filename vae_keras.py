@@ -24,6 +24,7 @@ Training a 224 px VAE takes hours on a CPU; `--size 64 --steps 300` (a few minut
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import math
 import sys
@@ -268,50 +269,66 @@ def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_B
     measured in issue 12 encoded both paintings as the honeycomb's colours in inference mode while its training-mode
     reconstructions were right; with recalibrated statistics the two modes agree. Training itself never reads the
     moving averages, so recalibrating changes no training step."""
-    import keras
-
-    norms = {m: [l for l in m._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
-             for m in (vae.encoder, vae.decoder)}
+    norms = {m: batch_norms(m) for m in (vae.encoder, vae.decoder)}
     passes = norm_passes(vae)
     rng = np.random.default_rng([config.seed, seed, 271828])
-    for model in (vae.encoder, vae.decoder):
-        sums = [[0.0, 0.0] for _ in norms[model]]
-        for _ in range(batches):
-            images, _ = crop_batch(styles, config, rng, config.batch_size)
-            if model is vae.encoder:
-                passes["encoder"](images)
-            else:
-                mean, logvar = (v.numpy() for v in passes["encode"](images))
-                z = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
-                if config.path_weight:
-                    half = len(z) // 2
-                    t = rng.uniform(0.0, 1.0, (half, 1))
-                    z = np.concatenate([z, (1.0 - t) * z[:half] + t * z[half:2 * half]])
-                noise = decoder_noise(rng, len(z), config.size, max(1, config.noise_channels))
-                passes["decoder"](z.astype(np.float32), noise)
-            for total, layer in zip(sums, norms[model]):  # each pass left its batch's statistics
-                total[0] += layer.moving_mean.numpy()
-                total[1] += layer.moving_variance.numpy()
-        for (mean_sum, var_sum), layer in zip(sums, norms[model]):
-            layer.moving_mean.assign(mean_sum / batches)
-            layer.moving_variance.assign(var_sum / batches)
+    # The variance stored is the mean of the batches' variances, which is what a training-mode batch normalises with
+    # on average (not the population variance of all the batches' examples).
+    with zero_momentum(norms[vae.encoder] + norms[vae.decoder]):  # the graphs have 0 baked in; eager runs read it
+        for model in (vae.encoder, vae.decoder):
+            sums = [[0.0, 0.0] for _ in norms[model]]
+            for _ in range(batches):
+                images, _ = crop_batch(styles, config, rng, config.batch_size)
+                if model is vae.encoder:
+                    passes["encoder"](images)
+                else:
+                    mean, logvar = (v.numpy() for v in passes["encode"](images))
+                    z = mean + np.exp(0.5 * logvar) * rng.standard_normal(mean.shape)
+                    if config.path_weight:
+                        half = len(z) // 2
+                        t = rng.uniform(0.0, 1.0, (half, 1))
+                        z = np.concatenate([z, (1.0 - t) * z[:half] + t * z[half:2 * half]])
+                    noise = decoder_noise(rng, len(z), config.size, max(1, config.noise_channels))
+                    passes["decoder"](z.astype(np.float32), noise)
+                for total, layer in zip(sums, norms[model]):  # each pass left its batch's statistics
+                    total[0] += layer.moving_mean.numpy()
+                    total[1] += layer.moving_variance.numpy()
+            for (mean_sum, var_sum), layer in zip(sums, norms[model]):
+                layer.moving_mean.assign(mean_sum / batches)
+                layer.moving_variance.assign(var_sum / batches)
+
+
+def batch_norms(model) -> list:
+    import keras
+
+    return [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+@contextlib.contextmanager
+def zero_momentum(norms):
+    """Batch norms whose moving averages take each batch's statistics (momentum 0) inside the block."""
+    momenta = [layer.momentum for layer in norms]
+    try:
+        for layer in norms:
+            layer.momentum = 0.0
+        yield
+    finally:
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
 
 
 def norm_passes(vae: VAE) -> dict:
-    """Compiled forward passes for recalibrate_norms, made once per VAE: `encoder` and `decoder` in training mode
-    with every batch norm's momentum 0 while they are traced (so each call leaves its batch's statistics in the
-    moving averages; the momentum goes back to the training one after tracing, the graphs keep 0), and `encode` in
-    inference mode (mean and log-variance in float32). Plain tensor code: no AutoGraph, which re-reads the source
-    file and fails when it was edited since the process started."""
-    import keras
+    """Compiled forward passes for recalibrate_norms, made once per VAE: `encoder` and `decoder` in training mode,
+    traced with every batch norm's momentum 0 (so each call leaves its batch's statistics in the moving averages;
+    the graphs keep the 0), and `encode` in inference mode (mean and log-variance in float32). Plain tensor code: no
+    AutoGraph, which re-reads the source file and fails when it was edited since the process started."""
     import tensorflow as tf
 
     if getattr(vae, "_norm_passes", None) is not None:
         return vae._norm_passes
-    layers = [l for m in (vae.encoder, vae.decoder) for l in m._flatten_layers()
-              if isinstance(l, keras.layers.BatchNormalization)]
     spec = tf.TensorSpec([None, vae.config.size, vae.config.size, 3], tf.float32)
     noise_spec = tf.TensorSpec([None, vae.config.size, vae.config.size, max(1, vae.noise_channels)], tf.float32)
+    z_spec = tf.TensorSpec([None, vae.config.latent_dim], tf.float32)
 
     @tf.function(input_signature=[spec], autograph=False)
     def encoder(images):
@@ -322,20 +339,12 @@ def norm_passes(vae: VAE) -> dict:
         out = vae.encoder(images, training=False)
         return tf.cast(out["mean"], tf.float32), tf.cast(out["logvar"], tf.float32)
 
-    z_spec = tf.TensorSpec([None, vae.config.latent_dim], tf.float32)
-
     @tf.function(input_signature=[z_spec, noise_spec], autograph=False)
     def decoder(z, noise):
         return vae.decoder([z, noise] if vae.noise_channels else z, training=True)
 
-    momenta = [layer.momentum for layer in layers]
-    try:
-        for layer in layers:
-            layer.momentum = 0.0
+    with zero_momentum(batch_norms(vae.encoder) + batch_norms(vae.decoder)):
         encoder.get_concrete_function(), decoder.get_concrete_function()
-    finally:
-        for layer, momentum in zip(layers, momenta):
-            layer.momentum = momentum
     vae._norm_passes = {"encoder": encoder, "encode": encode, "decoder": decoder}
     return vae._norm_passes
 

@@ -50,11 +50,19 @@ def main(argv=None) -> int:
     report = {}
     print(f"{args.vae}: {args.crops} crops per style; real mean colours "
           + "  ".join(f"{c.mean((0, 1, 2)).round(2)}" for c in crops))
-    for encoder_mode in ("train", "infer"):
-        z = tf.cast(vae.encoder(batch, training=encoder_mode == "train")["mean"], tf.float32)
-        for decoder_mode in ("train", "infer"):
+    # Inference-mode calls first: a training-mode call moves the stored statistics (1% toward its batch).
+    codes = {mode: tf.cast(vae.encoder(batch, training=mode == "train")["mean"], tf.float32)
+             for mode in ("infer", "train")}
+    recons = {}
+    for decoder_mode in ("infer", "train"):
+        for encoder_mode in ("train", "infer"):
+            z = codes[encoder_mode]
             inputs = [z, tf.constant(noise)] if config.noise_channels else z
-            recon = tf.sigmoid(tf.cast(vae.decoder(inputs, training=decoder_mode == "train"), tf.float32)).numpy()
+            logits = vae.decoder(inputs, training=decoder_mode == "train")
+            recons[encoder_mode, decoder_mode] = tf.sigmoid(tf.cast(logits, tf.float32)).numpy()
+    for encoder_mode in ("train", "infer"):
+        for decoder_mode in ("train", "infer"):
+            recon = recons[encoder_mode, decoder_mode]
             grams = F.gram_vectors(recon, vgg)[0]
             errors, colours = [], []
             for k, ref in enumerate(reference):

@@ -79,6 +79,7 @@ def error_by_layer(gram: np.ndarray, target: np.ndarray, span: float) -> dict:
         end = start + GRAM_CHANNELS[name] ** 2
         out[name] = float(np.linalg.norm(gram[start:end] - target[start:end])) / span
         start = end
+    assert start == len(gram), f"Gram vector of {len(gram)} values, layers of {start}"
     return out
 
 
