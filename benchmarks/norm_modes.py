@@ -37,8 +37,11 @@ def main(argv=None) -> int:
 
     from perceptual import vgg_features
 
-    vae, config = V.load_vae(args.vae)
-    styles = V.load_styles(config.styles, config.size, config.style_size)
+    try:
+        vae, config = V.load_vae(args.vae)
+        styles = V.load_styles(config.styles, config.size, config.style_size)
+    except (F.iu.ImageError, V.RunError, ValueError) as e:
+        return F.iu.fail(str(e))
     if args.recalibrate:
         V.recalibrate_norms(vae, styles, config)
     vgg = vgg_features(list(F.GRAM_LAYERS), name="norm_modes_vgg")
