@@ -44,7 +44,9 @@ from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decod
                        endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
-RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
+RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops", "lr_schedule")
+LR_SCHEDULES = ("constant", "cosine")
+LR_FLOOR = 0.05  # --lr-schedule cosine ends at this fraction of --lr
 STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
 NORM_BATCHES = 32  # training batches behind the batch norms' statistics for sampling (recalibrate_norms)
 SNAPSHOT_NORM_BATCHES = 4  # the same before each intermediate snapshot
@@ -64,6 +66,7 @@ class VAEConfig(RunControl):
     steps: int = 2000
     batch_size: int = 8
     lr: float = 3e-4
+    lr_schedule: str = "constant"
     clip_norm: float = 100.0
     seed: int = 0
     crop_scale: tuple = (0.7, 1.5)
@@ -93,6 +96,15 @@ def beta_at(config: VAEConfig, step: int) -> float:
     if config.beta_warmup <= 0:
         return config.beta
     return config.beta * min(1.0, step / config.beta_warmup)
+
+
+def lr_at(config: VAEConfig, step: int) -> float:
+    """The learning rate of a step: --lr throughout, or a half cosine from --lr down to LR_FLOOR x --lr at the last
+    step (Adam at a constant rate keeps the weights wandering around the optimum; the decay lets them settle)."""
+    if config.lr_schedule == "constant" or config.steps <= 1:
+        return config.lr
+    progress = min(1.0, step / (config.steps - 1))
+    return config.lr * (LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -422,7 +434,11 @@ def train(config: VAEConfig, run_dir) -> int:
         dist = per_replica(strategy, config.batch_size, images, labels.astype(np.int32), eps, noise)
         dist_t = per_replica(strategy, config.batch_size // 2, t.astype(np.float32))[0]
         beta = beta_at(config, step)
-        return {**train_step(*dist, dist_t, tf.constant(beta, tf.float32)), "beta": beta}
+        extra = {"beta": beta}
+        if config.lr_schedule != "constant":  # the compiled step reads the variable at each call
+            extra["lr"] = lr_at(config, step)
+            optimizer.learning_rate.assign(extra["lr"])
+        return {**train_step(*dist, dist_t, tf.constant(beta, tf.float32)), **extra}
 
     def snapshot_fn(step):  # sampling statistics first (a few batches; all NORM_BATCHES for the final checkpoint)
         recalibrate_norms(vae, styles, config, NORM_BATCHES if step == config.steps else SNAPSHOT_NORM_BATCHES, step)
@@ -472,6 +488,9 @@ def add_train_args(p):
     p.add_argument("--steps", type=int, default=d.steps, help="training steps in all (a resumed run continues)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over the replicas")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
+    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
+                   help=f"constant: --lr throughout; cosine: a half cosine from --lr to {LR_FLOOR:g} x --lr at the "
+                        "last of --steps")
     p.add_argument("--clip-norm", type=float, default=d.clip_norm,
                    help="clip the global gradient norm (keeps early KL spikes from blowing up a run)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, crops and noise")

@@ -117,7 +117,8 @@ def test_multiworker_two_processes_identical_weights(styles, tmp_path):
     assert not (run / "workers" / "worker_1" / "metrics.jsonl").exists()
 
 
-@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+# mixed_float16 is the slow-suite case: the demo and the README's runs train in mixed_bfloat16.
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
     paths, content = styles
     base = ["train", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",

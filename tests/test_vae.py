@@ -115,6 +115,20 @@ def test_beta_warmup():
     assert [V.beta_at(c, s) for s in (0, 5, 10, 50)] == [0.0, 1.0, 2.0, 2.0]
 
 
+def test_cosine_lr_schedule_decays_to_the_floor_and_reaches_the_optimizer(style_files, tmp_path):
+    c = V.VAEConfig(lr=1e-3, steps=5, lr_schedule="cosine")
+    rates = [V.lr_at(c, s) for s in range(5)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(V.LR_FLOOR * 1e-3)
+    assert rates[2] == pytest.approx(1e-3 * (1 + V.LR_FLOOR) / 2)  # half way down at half the steps
+    assert all(a > b for a, b in zip(rates, rates[1:]))
+    assert V.lr_at(V.VAEConfig(lr=1e-3, steps=5), 4) == 1e-3  # constant by default
+    run = tmp_path / "cos"
+    assert V.main(train_args(style_files, run, 5, "--lr", "1e-3", "--lr-schedule", "cosine")) == 0
+    logged = [json.loads(l)["lr"] for l in (run / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(logged, rates, rtol=1e-6)
+    assert json.loads((run / "config.json").read_text())["lr_schedule"] == "cosine"
+
+
 def test_interpolate_endpoints_and_slerp_norm():
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal(64), rng.standard_normal(64)
