@@ -5,7 +5,9 @@ to each painting, and do they move steadily from style A to style B?
 
 Per t (the manifest's weight of the last style) it prints
 - diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
-  each painting, cut the way the VAE was trained (its --size crops of the style resized to its --style-size);
+  each painting, cut the way the VAE was trained (its --size crops of the style resized to its --style-size); and at
+  t=0 and t=1 the near-duplicates: the fraction of sample pairs closer than 95% of real-crop pairs (a few very
+  different samples can lift the mean while most are one picture);
 - fidelity: the relative Gram error ||mean G(samples) - G_target|| / ||G_A - G_B||, where G_A and G_B are mean Grams
   of many real crops and G_target = (1-t) G_A + t G_B, and a Frechet (W2) distance between Gaussians fitted to VGG16
   feature vectors of the samples and of real crops (SIFID-like, Shaham et al. 2019, on our own VGG16 at relu3_3;
@@ -37,6 +39,7 @@ from run_dir import RunError  # noqa: E402
 GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers
 GRAM_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
 FRECHET_LAYER = "relu3_3"
+DUPLICATE_PERCENTILE = 5
 TARGETS = {"diversity_ratio": 0.5, "endpoint_gram_error": 0.15, "spearman": 0.95, "step_ratio": 2.0}
 
 
@@ -83,9 +86,9 @@ def error_by_layer(gram: np.ndarray, target: np.ndarray, span: float) -> dict:
     return out
 
 
-def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
-    """Mean LPIPS over pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`); each image
-    goes through VGG once."""
+def pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> np.ndarray:
+    """LPIPS of pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`); each image goes
+    through VGG once."""
     from perceptual import shared_lpips
 
     n = len(images)
@@ -93,7 +96,14 @@ def mean_pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> float:
     if len(pairs) > max_pairs:
         keep = np.random.default_rng(0).choice(len(pairs), max_pairs, replace=False)
         pairs = [pairs[k] for k in sorted(keep)]
-    return float(np.mean(shared_lpips().pairwise(np.asarray(images, np.float32), pairs)))
+    return shared_lpips().pairwise(np.asarray(images, np.float32), pairs)
+
+
+def near_duplicates(distances: np.ndarray, real_distances: np.ndarray) -> float:
+    """The fraction of sample pairs closer than all but DUPLICATE_PERCENTILE % of real-crop pairs: pairs a viewer
+    sees as the same picture. A mean LPIPS can look healthy while most samples are one picture and a few differ a
+    lot; this counts the repeats (real crops score DUPLICATE_PERCENTILE % by construction)."""
+    return float(np.mean(distances < np.percentile(real_distances, DUPLICATE_PERCENTILE)))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -120,14 +130,14 @@ def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
 
 def references(styles, vae_config, vgg, crops: int, max_pairs: int):
     """From two disjoint sets of real crops per style (the second gives the Frechet floor): each style's mean Gram
-    over the first set, the feature vectors of both, and the real crops' diversity (48 crops)."""
-    g_mean, feats, diversity = [], [], []
+    over the first set, the feature vectors of both, and the LPIPS of pairs of real crops (48 crops)."""
+    g_mean, feats, distances = [], [], []
     for r in real_crops(styles, vae_config, 2 * crops, seed=12345):
         g, f = gram_vectors(r, vgg)
         g_mean.append(g[:crops].mean(0))
         feats.append(f)
-        diversity.append(mean_pairwise_lpips(r[:min(len(r), 48)], max_pairs))
-    return g_mean, feats, diversity
+        distances.append(pairwise_lpips(r[:min(len(r), 48)], max_pairs))
+    return g_mean, feats, distances
 
 
 def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
@@ -143,7 +153,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     styles = load_styles(specs, vae_config.size, vae_config.style_size)
     vgg = vgg_features(sorted(set(GRAM_LAYERS) | {FRECHET_LAYER}), name="fidelity_vgg")
 
-    g_mean, real_feats, real_div = references(styles, vae_config, vgg, crops, max_pairs)
+    g_mean, real_feats, real_pairs = references(styles, vae_config, vgg, crops, max_pairs)
     a, b = 0, len(styles) - 1  # the first and last style: the ends of the continuum
     span = float(np.linalg.norm(g_mean[a] - g_mean[b]))
     floor = [frechet_distance(f[:crops].reshape(-1, f.shape[-1]), f[crops:].reshape(-1, f.shape[-1]))
@@ -165,13 +175,14 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         group = by_t[t]
         g = np.stack([gram_of[e["file"]] for e in group])
         target = (1 - t) * g_mean[a] + t * g_mean[b]
-        row = {"t": t, "samples": len(group),
-               "diversity_lpips": mean_pairwise_lpips(np.stack([images[e["file"]] for e in group]), max_pairs),
+        distances = pairwise_lpips(np.stack([images[e["file"]] for e in group]), max_pairs)
+        row = {"t": t, "samples": len(group), "diversity_lpips": float(np.mean(distances)),
                "gram_error_vs_mix": float(np.linalg.norm(g.mean(0) - target)) / span}
         if t in (0.0, 1.0):
             k = a if t == 0.0 else b
-            row["real_diversity_lpips"] = real_div[k]
-            row["diversity_ratio"] = row["diversity_lpips"] / real_div[k]
+            row["real_diversity_lpips"] = float(np.mean(real_pairs[k]))
+            row["diversity_ratio"] = row["diversity_lpips"] / row["real_diversity_lpips"]
+            row["near_duplicates"] = near_duplicates(distances, real_pairs[k])
             f = np.concatenate([feat_of[e["file"]] for e in group])
             row["frechet"] = frechet_distance(f, real_feats[k][:crops].reshape(-1, f.shape[-1]))
             row["frechet_real_floor"] = floor[k]
@@ -182,6 +193,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     ends = {row["t"]: row for row in per_t}
     summary = {
         "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
+        "near_duplicates_t0": ends[0.0]["near_duplicates"], "near_duplicates_t1": ends[1.0]["near_duplicates"],
         "gram_error_t0": ends[0.0]["gram_error_vs_mix"], "gram_error_t1": ends[1.0]["gram_error_vs_mix"],
         "gram_error_by_layer_t0": ends[0.0]["gram_error_by_layer"],
         "gram_error_by_layer_t1": ends[1.0]["gram_error_by_layer"],
@@ -226,6 +238,9 @@ def format_table(report: dict) -> str:
                      f"{f('frechet_real_floor', '{:.1f}')} |")
     s = report["summary"]
     lines.append("")
+    lines.append(f"near-duplicate sample pairs (closer than {100 - DUPLICATE_PERCENTILE}% of real-crop pairs): "
+                 f"t=0 {s['near_duplicates_t0']:.0%}, t=1 {s['near_duplicates_t1']:.0%} (real crops: "
+                 f"{DUPLICATE_PERCENTILE}%)")
     for t in (0, 1):
         lines.append(f"Gram error at t={t} by layer: " + ", ".join(
             f"{name} {v:.3f}" for name, v in s[f"gram_error_by_layer_t{t}"].items()))

@@ -132,6 +132,13 @@ def test_frechet_distance_matches_the_gaussian_closed_form():
     assert fid.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_near_duplicates_count_the_repeats_a_mean_hides():
+    fid = load_benchmark()
+    real = np.arange(100.0)  # the 5th percentile of real-crop pairs: 4.95
+    assert fid.near_duplicates(np.array([0.0, 1.0, 2.0, 50.0, 60.0]), real) == pytest.approx(0.6)
+    assert fid.near_duplicates(np.array([10.0, 20.0]), real) == 0.0
+
+
 def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys):
     """A folder whose samples at each t are one repeated picture has (near) zero diversity: the measure says so."""
     fid = load_benchmark()
@@ -152,6 +159,7 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
     collapsed = fid.measure(out, crops=8)
     assert collapsed["summary"]["diversity_ratio_t0"] < 1e-6 < report["summary"]["diversity_ratio_t0"]
     assert collapsed["summary"]["diversity_ratio_t1"] < 1e-6 < report["summary"]["diversity_ratio_t1"]
+    assert collapsed["summary"]["near_duplicates_t0"] == collapsed["summary"]["near_duplicates_t1"] == 1.0
     assert fid.main(["--samples", str(out), "--crops", "8"]) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["pairs"] == 3
 
