@@ -2,13 +2,15 @@
 reader and writer of such a sample folder's files.
 
     python style_sampler.py --vae runs/vae --out runs/samples [--pairs 64] [--points 9] [--interp linear|slerp]
-                            [--pair A,B] [--temperature 1.0] [--seed 0] [--batch-size 32] [--shard i/n]
+                            [--pair A,B] [--temperature 1.0] [--draw gaussian|posterior] [--seed 0]
+                            [--batch-size 32] [--shard i/n]
     python style_sampler.py --out runs/samples --verify          # manifest, files and sizes agree? (exit 1 if not)
 
 For pair index p a generator seeded by (seed, p) alone draws z_a ~ N(mean_A, (T std_A)^2) and
 z_b ~ N(mean_B, (T std_B)^2) from the per-style latent Gaussians in latents.npz. Drawing both ends of every pair
 independently is the original design's random pairing of A samples with B samples, and it lets any pair be
-regenerated on its own. Each pair is walked at `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
+regenerated on its own. `--draw posterior` draws each end from the style's encoded crops instead (a random crop's
+code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
 
 The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
 file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
@@ -48,6 +50,7 @@ class SamplerConfig:
     interp: str = "linear"
     pair: str = ""
     temperature: float = 1.0
+    draw: str = "gaussian"
     seed: int = 0
     batch_size: int = 32
 
@@ -55,6 +58,7 @@ class SamplerConfig:
 # --------------------------------------------------------------------------------------------------------------------
 # The sample folder: the one reader and writer of manifest.jsonl, sampler.json and the Gram cache
 
+DRAWS = ("gaussian", "posterior")
 MANIFEST, SAMPLER_JSON, GRAM_CACHE = "manifest.jsonl", "sampler.json", "grams.npz"
 LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before issue 11
 
@@ -167,6 +171,7 @@ def read_sampler_json(folder) -> dict | None:
     if not path.exists():
         return None
     record = json.loads(path.read_text())
+    record.setdefault("draw", "gaussian")  # folders written before --draw
     return {LEGACY_KEYS.get(k, k): v for k, v in record.items()}
 
 
@@ -232,8 +237,10 @@ def style_pairs(names, chosen: str) -> list[tuple[int, int]]:
 
 
 def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[int, int, np.ndarray, np.ndarray]:
-    """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone. With a
-    covariance in latents.npz (VAEs since issue 12) the draws follow it; older files give per-dimension draws."""
+    """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone. `gaussian`:
+    from each style's Gaussian, with the covariance in latents.npz (VAEs since issue 12; older files give
+    per-dimension draws). `posterior`: from the aggregate posterior itself, a mixture with one component per encoded
+    crop: a random crop's code plus its own posterior noise."""
     from vae_latents import covariance_factor
 
     a, b = pairs[p % len(pairs)]
@@ -241,6 +248,9 @@ def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[i
     mean, temp = latents["mean"], config.temperature
 
     def draw(k):
+        if config.draw == "posterior":
+            i = rng.integers(latents["codes"].shape[1])
+            return latents["codes"][k, i] + temp * latents["code_std"][k, i] * rng.standard_normal(mean.shape[1])
         e = rng.standard_normal(mean.shape[1])
         spread = covariance_factor(latents["cov"][k]) @ e if "cov" in latents else latents["std"][k] * e
         return mean[k] + temp * spread
@@ -307,6 +317,9 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
     vae_dir = Path(config.vae)
     vae, vae_config = load_vae(vae_dir)
     latents = load_latents(vae_dir)
+    if config.draw == "posterior" and "codes" not in latents:
+        raise RunError(f"{vae_dir / 'latents.npz'}: has no per-crop codes for --draw posterior; rewrite it with "
+                       f"`python vae_keras.py encode --run-dir {vae_dir}`")
     names = [str(n) for n in latents["styles"]]
     pairs = style_pairs(names, config.pair)
     iu.make_dirs(out)
@@ -403,7 +416,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--pair", default=d.pair, metavar="A,B",
                     help="the two styles to interpolate, by name (default: cycle through every pair of styles)")
     ap.add_argument("--temperature", type=float, default=d.temperature,
-                    help="scale of each style's latent std when drawing (0: the style means)")
+                    help="scale of the spread when drawing (gaussian, 0: the style means; posterior, 0: the crops' "
+                         "own codes)")
+    ap.add_argument("--draw", choices=DRAWS, default=d.draw,
+                    help="gaussian: from each style's Gaussian (mean and covariance of its codes); posterior: from "
+                         "the codes themselves, a random encoded crop's posterior (keeps the codes' clusters that a "
+                         "single Gaussian fills in)")
     ap.add_argument("--seed", type=int, default=d.seed, help="pair p draws from a generator seeded by (seed, p)")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="images decoded at once (whole pairs)")
     ap.add_argument("--shard", default="0/1", metavar="i/n", help="write only shard i of n")
@@ -422,7 +440,8 @@ def main(argv=None) -> int:
     try:
         shard = parse_shard(args.shard)
         config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,
-                               interp=args.interp, pair=args.pair, temperature=args.temperature, seed=args.seed,
+                               interp=args.interp, pair=args.pair, temperature=args.temperature, draw=args.draw,
+                               seed=args.seed,
                                batch_size=args.batch_size)
         sample(config, args.out, shard)
     except (RunError, ValueError, iu.ImageError) as e:

@@ -3,7 +3,8 @@ and `vae_keras.py encode`, read by style_sampler.py.
 
 Arrays: `styles` [S] names, `mean` [S, D] and `std` [S, D] of each style's posterior means over random crops,
 `cov` [S, D, D] the covariance of its aggregate posterior (VAEs trained since issue 12; the sampler falls back to
-`std` without it), `crops` how many crops per style.
+`std` without it), `crops` how many crops per style, and `codes` [S, crops, D] / `code_std` [S, crops, D] each crop's
+posterior mean and std (written since `style_sampler.py --draw posterior`, which draws from them).
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
     posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance: codes of real crops are correlated across
     dimensions, and independent draws per dimension land off the codes the decoder has seen."""
     rng = np.random.default_rng([config.seed, 424242])
-    means, stds, covs = [], [], []
+    means, stds, covs, codes, code_stds = [], [], [], [], []
     for style in styles:
         mus, variances = [], []
         for start in range(0, crops, batch_size):
@@ -43,9 +44,12 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
         # decoder also saw in training (z = mean + sigma * eps).
         posterior = np.concatenate(variances).astype(np.float64).mean(0)
         covs.append(np.atleast_2d(np.cov(mus, rowvar=False, bias=True)) + np.diag(posterior))
+        codes.append(mus)
+        code_stds.append(np.sqrt(np.concatenate(variances)))
     return {"styles": np.array(names), "mean": np.stack(means).astype(np.float32),
             "std": np.stack(stds).astype(np.float32), "cov": np.stack(covs).astype(np.float32),
-            "crops": np.int64(crops)}
+            "crops": np.int64(crops), "codes": np.stack(codes).astype(np.float32),
+            "code_std": np.stack(code_stds).astype(np.float32)}
 
 
 def covariance_factor(cov: np.ndarray) -> np.ndarray:

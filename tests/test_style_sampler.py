@@ -1,5 +1,6 @@
 import hashlib
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -143,3 +144,30 @@ def test_folders_written_before_the_flag_rename_still_resume_and_verify(vae_run,
     assert digest(out) == before
     assert S.verify(out) == []
     assert S.main(sample_args(vae_run, out, "--points", "3")) == 2  # other settings are still refused
+
+
+def test_posterior_draws_come_from_the_encoded_crops(vae_run, tmp_path, capsys):
+    latents = vae_latents.load_latents(vae_run)
+    codes, code_std = latents["codes"], latents["code_std"]
+    assert codes.shape == (3, 4, 16) == code_std.shape  # 3 styles x --encode-crops 4 x latent 16
+    np.testing.assert_allclose(codes.mean(1), latents["mean"], rtol=1e-5, atol=1e-6)
+    assert np.all(code_std > 0)
+    cfg = S.SamplerConfig(vae=str(vae_run), pairs=20, points=3, pair="night_swirls,honeycomb", draw="posterior")
+    pairs = S.style_pairs([str(n) for n in latents["styles"]], cfg.pair)
+    cold = S.SamplerConfig(**{**cfg.__dict__, "temperature": 0.0})
+    ends = [S.pair_latents(latents, cold, p, pairs) for p in range(20)]
+    # at temperature 0 each end is one crop's own code, and over 20 pairs more than one crop is drawn
+    hits = {int(np.argmin(np.abs(codes[a] - za).max(1))) for a, _, za, _ in ends}
+    assert all(np.abs(codes[a] - za).max(1).min() < 1e-6 for a, _, za, _ in ends) and len(hits) > 1
+    warm = S.pair_latents(latents, cfg, 0, pairs)[2]
+    assert np.abs(codes[0] - warm).max(1).min() > 1e-3  # with temperature 1 the crop's posterior noise is added
+    out = tmp_path / "post"
+    assert S.main(sample_args(vae_run, out, "--draw", "posterior")) == 0
+    assert json.loads((out / "sampler.json").read_text())["draw"] == "posterior"
+    assert S.main(sample_args(vae_run, out)) == 2  # a gaussian rerun into a posterior folder is refused
+    assert "draw" in capsys.readouterr().err
+    old = tmp_path / "oldvae"  # latents.npz written before the per-crop codes: a one-line error naming it
+    shutil.copytree(vae_run, old)
+    iu.atomic_write_npz(old / "latents.npz", {k: v for k, v in latents.items() if k not in ("codes", "code_std")})
+    assert S.main(sample_args(old, tmp_path / "o", "--draw", "posterior")) == 2
+    assert "latents.npz" in capsys.readouterr().err
