@@ -86,10 +86,7 @@ def test_balance_needs_two_styles():
         N.build_stylizer(2, "planes")
 
 
-# Each conditioning learns to move the colour; channels (the default) in the default suite, the others in the slow
-# one (test_every_conditioning_runs_at_odd_sizes runs all three in the default suite).
-@pytest.mark.parametrize("mode", ["channels", pytest.param("balance", marks=pytest.mark.slow),
-                                  pytest.param("cin", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("mode", ["channels", "balance", "cin"])
 def test_flat_colour_styles_move_output_colour(tmp_path, content_dir, mode):
     red, blue = tmp_path / "red.png", tmp_path / "blue.png"
     iu.save_image(red, np.full((48, 48, 3), [0.9, 0.15, 0.1], np.float32))
