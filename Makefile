@@ -19,8 +19,8 @@ STY_PRECISION ?= mixed_bfloat16
 # usable samples (before, stale statistics collapsed some runs; table in the README's "Is the VAE a continuum?").
 VAE_SEED ?= 1
 # The demo's VAE decays its learning rate (cosine) and keeps the default texture layers: relu4_3 among them meets one
-# more sample target but costs about 1.4x a step, which takes make demo past 15 minutes here (README, "Is the VAE a
-# continuum?").
+# more sample target but costs 1.6x a step (1.3x the VAE stage), which takes make demo past 15 minutes here (README,
+# "Is the VAE a continuum?").
 
 .PHONY: setup weights demo test test-slow bench studio clean
 

@@ -45,7 +45,7 @@ def config_from_args(cls, args):
 RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
 # Optimizer-only settings: a resumed run may change them too (say, a lower --lr after a NaN); the new value replaces
 # the one restored with the optimizer's state, and config.json records it.
-OPTIMIZER_KEYS = ("lr",)
+OPTIMIZER_KEYS = ("lr", "lr_schedule")  # lr_schedule: the VAE's (--lr-schedule)
 RESUMABLE_KEYS = RUNTIME_KEYS + OPTIMIZER_KEYS
 
 

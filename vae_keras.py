@@ -40,11 +40,11 @@ from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_
                      task_role)
 from vae_latents import encode_styles, save_latents, training_crops
 from perceptual import gram_matrix
-from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise, diversity_loss,
-                       endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
+from vae_model import (GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise,
+                       diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
-RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops", "lr_schedule")
+RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
 LR_SCHEDULES = ("constant", "cosine")
 LR_FLOOR = 0.05  # --lr-schedule cosine ends at this fraction of --lr
 STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
@@ -78,6 +78,7 @@ class VAEConfig(RunControl):
     diversity_weight: float = 0.0
     precision: str = "float32"
     texture_layers: tuple = TEXTURE_LAYERS
+    feature_weight: float = GRAM_WEIGHTS["feature"]
 
     @property
     def continuum(self) -> bool:
@@ -215,7 +216,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
                     grams_fake = {k: gram_matrix(fake[k]) for k in gram_layers}
                     grams_real = {k: gram_matrix(real[k]) for k in gram_layers}
                     grams = (own(grams_fake), grams_real)
-            recon = reconstruction_loss(config.recon, logits, images, vgg, features, grams)
+            recon = reconstruction_loss(config.recon, logits, images, vgg, features, grams, config.feature_weight)
             recon = tf.reduce_sum(recon) / global_batch
             kl = tf.reduce_sum(kl_divergence(post["mean"], post["logvar"])) / global_batch
             if config.continuum:
@@ -507,6 +508,9 @@ def add_train_args(p):
     p.add_argument("--texture-layers", type=texture_layer_list, default=",".join(d.texture_layers), metavar="L,L",
                    help="VGG16 layers whose Grams the path and endpoint terms compare (the stylizer's style layers "
                         "are these plus relu4_3, which costs VGG's fourth block on every decode)")
+    p.add_argument("--feature-weight", type=float, default=d.feature_weight,
+                   help="--recon gram: weight of the VGG feature term that asks for the crop's own layout (the Gram "
+                        f"term's is {GRAM_WEIGHTS['gram']:g}); more of it keeps crops apart in the decodes")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
                    help="Keras dtype policy for training (the VAE and its VGG loss network); mixed_bfloat16 runs "
                         "the convolutions in bfloat16 (on a CPU with AMX about 1.9x faster a step than float32) "

@@ -147,9 +147,11 @@ def bce_from_logits(logits, target):
     return tf.reduce_sum(per_pixel, axis=[1, 2, 3])
 
 
-def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, grams=None):
+def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, grams=None,
+                        feature_weight: float = GRAM_WEIGHTS["feature"]):
     """Per-example reconstruction loss [B]. `features`, optional, is (VGG of the reconstruction, VGG of the target)
-    when the caller already has them; `grams` likewise their Grams at PERCEPTUAL_LAYERS (for `gram`)."""
+    when the caller already has them; `grams` likewise their Grams at PERCEPTUAL_LAYERS (for `gram`), whose feature
+    term `feature_weight` weighs (the crop's own layout, next to its phase-blind Grams)."""
     import tensorflow as tf
 
     pixels = tf.cast(tf.reduce_prod(tf.shape(target)[1:]), tf.float32)
@@ -168,7 +170,7 @@ def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, gram
         gr, gt = grams or ({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
                            {n: gram_matrix(ft[n]) for n in PERCEPTUAL_LAYERS})
         w = GRAM_WEIGHTS
-        return (w["gram"] * style_loss(gr, gt, list(PERCEPTUAL_LAYERS)) + w["feature"] * feature
+        return (w["gram"] * style_loss(gr, gt, list(PERCEPTUAL_LAYERS)) + feature_weight * feature
                 + w["pixel"] * mse) * pixels
     raise ValueError(f"unknown reconstruction loss '{kind}': use mse, bce, perceptual or gram")
 

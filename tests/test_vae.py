@@ -81,6 +81,12 @@ def test_gram_recon_rewards_texture_statistics_not_phase():
     different = M.reconstruction_loss("gram", logit(other), x, vgg).numpy()[0]
     assert same == pytest.approx(0, abs=1e-2)
     assert moved < 0.2 * different
+    # --feature-weight: the feature term asks for the crop's own layout, so the shifted texture costs more with it
+    layout = M.reconstruction_loss("gram", logit(shifted), x, vgg, feature_weight=10.0).numpy()[0]
+    blind = M.reconstruction_loss("gram", logit(shifted), x, vgg, feature_weight=0.0).numpy()[0]
+    default = M.GRAM_WEIGHTS["feature"]
+    assert layout > 2 * moved and blind < moved
+    assert moved == pytest.approx(blind + default / 10.0 * (layout - blind), rel=1e-4)  # linear in the weight
 
 
 def test_closed_form_kl():
@@ -127,6 +133,9 @@ def test_cosine_lr_schedule_decays_to_the_floor_and_reaches_the_optimizer(style_
     logged = [json.loads(l)["lr"] for l in (run / "metrics.jsonl").read_text().splitlines()]
     np.testing.assert_allclose(logged, rates, rtol=1e-6)
     assert json.loads((run / "config.json").read_text())["lr_schedule"] == "cosine"
+    import tensorflow as tf  # the optimizer itself ran the last step at the floor (its rate is in the checkpoint)
+    saved = tf.train.load_checkpoint(str(run / "checkpoints"))
+    assert saved.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(rates[-1], rel=1e-5)
 
 
 def test_interpolate_endpoints_and_slerp_norm():
