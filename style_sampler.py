@@ -10,7 +10,8 @@ For pair index p a generator seeded by (seed, p) alone draws z_a ~ N(mean_A, (T 
 z_b ~ N(mean_B, (T std_B)^2) from the per-style latent Gaussians in latents.npz. Drawing both ends of every pair
 independently is the original design's random pairing of A samples with B samples, and it lets any pair be
 regenerated on its own. `--draw posterior` draws each end from the style's encoded crops instead (a random crop's
-code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
+code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at
+`points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
 
 The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
 file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
@@ -441,8 +442,7 @@ def main(argv=None) -> int:
         shard = parse_shard(args.shard)
         config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,
                                interp=args.interp, pair=args.pair, temperature=args.temperature, draw=args.draw,
-                               seed=args.seed,
-                               batch_size=args.batch_size)
+                               seed=args.seed, batch_size=args.batch_size)
         sample(config, args.out, shard)
     except (RunError, ValueError, iu.ImageError) as e:
         return iu.fail(str(e))

@@ -42,10 +42,11 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
         stds.append(mus.std(0))
         # The aggregate posterior: the spread of the codes plus each code's own posterior variance, which the
         # decoder also saw in training (z = mean + sigma * eps).
-        posterior = np.concatenate(variances).astype(np.float64).mean(0)
+        variances = np.concatenate(variances)
+        posterior = variances.astype(np.float64).mean(0)
         covs.append(np.atleast_2d(np.cov(mus, rowvar=False, bias=True)) + np.diag(posterior))
         codes.append(mus)
-        code_stds.append(np.sqrt(np.concatenate(variances)))
+        code_stds.append(np.sqrt(variances))
     return {"styles": np.array(names), "mean": np.stack(means).astype(np.float32),
             "std": np.stack(stds).astype(np.float32), "cov": np.stack(covs).astype(np.float32),
             "crops": np.int64(crops), "codes": np.stack(codes).astype(np.float32),

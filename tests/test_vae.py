@@ -282,7 +282,7 @@ def test_recalibrated_norms_make_sampling_agree_with_training(style_files):
     styles = V.load_styles(config.styles, config.size)
     rng = np.random.default_rng(0)
     norms = V.batch_norms(vae.encoder) + V.batch_norms(vae.decoder)
-    assert norms
+    assert len(norms) == 20  # every batch norm of both networks (10 each)
     for layer in norms:  # statistics far from the current weights'
         layer.moving_mean.assign(rng.normal(0.0, 3.0, layer.moving_mean.shape))
         layer.moving_variance.assign(np.full(layer.moving_variance.shape, 20.0))
