@@ -67,7 +67,7 @@ demo: weights
 		--style $(RES)/styles/honeycomb.png --size 64 --style-size 128 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
 		--lr 1e-3 --beta 0.02 --recon gram --log-every 100 --snapshot-every 100 --encode-crops 256 \
 		--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 10 \
-		--lr-schedule cosine \
+		--lr-schedule cosine --feature-weight 1 \
 		--precision $(VAE_PRECISION) --seed $(VAE_SEED)
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
