@@ -10,6 +10,7 @@ import pytest
 import image_utilities as iu
 import style_sampler
 import vae_keras as V
+import vae_latents
 import vae_model as M
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -200,3 +201,29 @@ def test_texture_layers_reach_the_continuum_terms(continuum_run, tmp_path, capsy
     with pytest.raises(SystemExit) as e:
         V.main(args(tmp_path / "bad", 2) + ["--texture-layers", "relu5_3"])
     assert e.value.code == 2 and "relu5_3" in capsys.readouterr().err
+
+
+def test_decoder_variation_sees_an_ignored_noise_input(continuum_run, capsys):
+    """benchmarks/decoder_variation.py: with the noise convolutions zeroed the noise column reads 0 (the input is
+    ignored), with them set it does not; the codes column is unaffected by zeroing the noise."""
+    bench = load_benchmark("decoder_variation")
+    d, args = continuum_run
+    run = d / "one"
+    if not (run / "latents.npz").exists():
+        assert V.main(args(run, 6)) == 0
+    vae, config = V.load_vae(run)
+    latents = vae_latents.load_latents(run)
+    noise_convs = [layer for layer in vae.decoder.layers if layer.name.startswith("noise") and layer.name[5:].isdigit()]
+    reports = []
+    for value in (0.0, 0.5):
+        for layer in noise_convs:
+            layer.set_weights([np.full_like(w, value) for w in layer.get_weights()])
+        reports.append(bench.measure(vae, config, latents, n=4))
+    for name in latents["styles"]:
+        ignored, used = reports[0][str(name)], reports[1][str(name)]
+        assert ignored["noise"] < 1e-6 < used["noise"]
+        assert ignored["codes"] > 1e-4
+        assert set(ignored) == {"codes", "noise", "both", "noise_dims", "code_spread"}
+    assert bench.main(["--vae", str(run), "--n", "3"]) == 0
+    assert set(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == set(map(str, latents["styles"]))
+    assert bench.main(["--vae", str(run), "--n", "1"]) == 2
