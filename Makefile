@@ -18,8 +18,9 @@ STY_PRECISION ?= mixed_bfloat16
 # Seed of the demo's VAE. Since training recalibrates the batch norms before sampling, seeds 0 and 1 both give
 # usable samples (before, stale statistics collapsed some runs; table in the README's "Is the VAE a continuum?").
 VAE_SEED ?= 1
-# The demo's VAE decays its learning rate (cosine) and keeps the default texture layers: relu4_3 among them meets one
-# more sample target but costs 1.6x a step (1.3x the VAE stage), which takes make demo past 15 minutes here (README,
+# The demo's VAE decays its learning rate (cosine), weighs the gram reconstruction's layout term 10x (--feature-weight
+# 1: three of the four sample targets at no cost a step) and keeps the default texture layers: relu4_3 among them
+# lowers the endpoint error but costs 1.6x a step (1.3x the VAE stage), which took make demo past 15 minutes (README,
 # "Is the VAE a continuum?").
 
 .PHONY: setup weights demo test test-slow bench studio clean

@@ -6,7 +6,7 @@ strength 0 and 1 with the single-style net of that style (content + style loss a
 measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A). Each VAE's
 samples are measured first with benchmarks/sample_fidelity.py.
 
-    python benchmarks/multistyle_experiment.py                      # the CPU configuration (about an hour here)
+    python benchmarks/multistyle_experiment.py                      # the CPU configuration (over an hour here)
     python benchmarks/multistyle_experiment.py --long-steps 2000    # plus a longer single-style net vs Gatys
     python benchmarks/multistyle_experiment.py --size 256 --steps 20000 --vae-size 224 --vae-steps 20000 \\
         --content res/coco/train2014/train2014                         # the full configuration, for a GPU
@@ -40,7 +40,7 @@ import stylizer_net as N  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-# VAE variants: today's gram VAE, and the continuum VAE (issue 12). Same steps, crops and seed.
+# VAE variants: the gram VAE, the continuum VAE (issue 12) and make demo's VAE recipe. Same steps, crops and seed.
 VAE_VARIANTS = {
     "gram": [],
     "continuum": ["--noise-channels", "4", "--path-weight", "1", "--endpoint-weight", "1", "--diversity-weight", "10"],

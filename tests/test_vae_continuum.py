@@ -227,3 +227,13 @@ def test_decoder_variation_sees_an_ignored_noise_input(continuum_run, capsys):
     assert bench.main(["--vae", str(run), "--n", "3"]) == 0
     assert set(json.loads(capsys.readouterr().out.strip().splitlines()[-1])) == set(map(str, latents["styles"]))
     assert bench.main(["--vae", str(run), "--n", "1"]) == 2
+    assert "--n 1" in capsys.readouterr().err
+
+
+def test_decoder_variation_finds_the_dimensions_at_the_posterior_clamp():
+    bench = load_benchmark("decoder_variation")
+    largest = float(np.exp(0.5 * M.LOGVAR_RANGE[1]))
+    std = np.full((16, 6), 0.3)
+    std[:, 4] = largest
+    std[:8, 1] = largest  # at the clamp for half the crops only: a mean of about half the largest std
+    assert list(np.flatnonzero(bench.clamped_dims(std))) == [4]
