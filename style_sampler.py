@@ -242,7 +242,7 @@ def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[i
     from each style's Gaussian, with the covariance in latents.npz (VAEs since issue 12; older files give
     per-dimension draws). `posterior`: from the aggregate posterior itself, a mixture with one component per encoded
     crop: a random crop's code plus its own posterior noise."""
-    from vae_latents import covariance_factor
+    from vae_latents import latent_spread
 
     a, b = pairs[p % len(pairs)]
     rng = np.random.default_rng([config.seed, p])
@@ -252,9 +252,7 @@ def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[i
         if config.draw == "posterior":
             i = rng.integers(latents["codes"].shape[1])
             return latents["codes"][k, i] + temp * latents["code_std"][k, i] * rng.standard_normal(mean.shape[1])
-        e = rng.standard_normal(mean.shape[1])
-        spread = covariance_factor(latents["cov"][k]) @ e if "cov" in latents else latents["std"][k] * e
-        return mean[k] + temp * spread
+        return mean[k] + temp * latent_spread(latents, k, rng.standard_normal(mean.shape[1]))
 
     z_a = draw(a)
     z_b = draw(b)

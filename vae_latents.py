@@ -53,6 +53,14 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
             "code_std": np.stack(code_stds).astype(np.float32)}
 
 
+def latent_spread(latents: dict, k: int, e: np.ndarray) -> np.ndarray:
+    """Style k's deviation from its mean code for standard normal draws `e` ([D], or [n, D]): L e with L L^T its
+    covariance (`cov`), or its per-dimension `std` times e for files written before issue 12."""
+    if "cov" not in latents:
+        return latents["std"][k] * e
+    return (covariance_factor(latents["cov"][k]) @ np.asarray(e).T).T
+
+
 def covariance_factor(cov: np.ndarray) -> np.ndarray:
     """A matrix L with L L^T = cov (a symmetric square root, so a rank-deficient covariance works too)."""
     w, v = np.linalg.eigh(np.asarray(cov, np.float64))

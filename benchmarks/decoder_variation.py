@@ -49,8 +49,7 @@ def measure(vae, config, latents: dict, n: int = 24, seed: int = 0) -> dict:
     report = {}
     for s, name in enumerate(latents["styles"]):
         mean = latents["mean"][s].astype(np.float64)
-        factor = L.covariance_factor(latents["cov"][s]) if "cov" in latents else np.diag(latents["std"][s])
-        codes = (mean + rng.standard_normal((n, len(mean))) @ factor.T).astype(np.float32)
+        codes = (mean + L.latent_spread(latents, s, rng.standard_normal((n, len(mean))))).astype(np.float32)
         one = np.repeat(V.decoder_noise(rng, 1, config.size, channels), n, axis=0)
         many = V.decoder_noise(rng, n, config.size, channels)
         at_mean = np.repeat(mean[None].astype(np.float32), n, axis=0)

@@ -57,9 +57,14 @@ def test_diversity_hinge_pushes_only_collapsed_pairs(rng):
     assert np.all(M.diversity_loss(spread, real, PIXELS).numpy() == 0.0)
 
 
+def noise_convolutions(decoder) -> list:
+    """The decoder's 1x1 convolutions that bring the noise image in (noise0, noise1, ...)."""
+    return [layer for layer in decoder.layers if layer.name.startswith("noise") and layer.name[5:].isdigit()]
+
+
 def test_noise_decoder_takes_noise_at_every_resolution():
     dec = M.build_decoder(64, 8, width=4, noise_channels=2)
-    noise_convs = [layer for layer in dec.layers if layer.name.startswith("noise") and layer.name[5:].isdigit()]
+    noise_convs = noise_convolutions(dec)
     assert len(noise_convs) == 5
     for layer in noise_convs:  # give the noise a say, then check two noises give two pictures
         layer.set_weights([np.full_like(w, 0.5) for w in layer.get_weights()])
@@ -213,10 +218,9 @@ def test_decoder_variation_sees_an_ignored_noise_input(continuum_run, capsys):
         assert V.main(args(run, 6)) == 0
     vae, config = V.load_vae(run)
     latents = vae_latents.load_latents(run)
-    noise_convs = [layer for layer in vae.decoder.layers if layer.name.startswith("noise") and layer.name[5:].isdigit()]
     reports = []
     for value in (0.0, 0.5):
-        for layer in noise_convs:
+        for layer in noise_convolutions(vae.decoder):
             layer.set_weights([np.full_like(w, value) for w in layer.get_weights()])
         reports.append(bench.measure(vae, config, latents, n=4))
     for name in latents["styles"]:
