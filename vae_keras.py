@@ -40,7 +40,7 @@ from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_
                      task_role)
 from vae_latents import encode_styles, save_latents, training_crops
 from perceptual import gram_matrix
-from vae_model import (GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise,
+from vae_model import (DECODERS, GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise,
                        diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
@@ -79,6 +79,7 @@ class VAEConfig(RunControl):
     precision: str = "float32"
     texture_layers: tuple = TEXTURE_LAYERS
     feature_weight: float = GRAM_WEIGHTS["feature"]
+    decoder: str = "seed"
 
     @property
     def continuum(self) -> bool:
@@ -288,7 +289,7 @@ def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_B
     # The variance stored is the mean of the batches' variances, which is what a training-mode batch normalises with
     # on average (not the population variance of all the batches' examples).
     with zero_momentum(norms[vae.encoder] + norms[vae.decoder]):  # the graphs have 0 baked in; eager runs read it
-        for model in (vae.encoder, vae.decoder):
+        for model in (m for m in (vae.encoder, vae.decoder) if norms[m]):  # a texture decoder has none
             sums = [[0.0, 0.0] for _ in norms[model]]
             for _ in range(batches):
                 images, _ = crop_batch(styles, config, rng, config.batch_size)
@@ -499,6 +500,10 @@ def add_train_args(p):
                    help="random crops per style encoded into latents.npz at the end")
     p.add_argument("--noise-channels", type=int, default=d.noise_channels,
                    help="channels of the noise image the decoder takes (where strokes fall); 0: none")
+    p.add_argument("--decoder", choices=DECODERS, default=d.decoder,
+                   help="seed: z draws a small seed map that convolutions upsample (z sets the layout; the noise "
+                        "image adds detail); texture: the noise image is the only source of layout and z sets each "
+                        "layer's channel statistics (conditional instance norm; needs --noise-channels)")
     p.add_argument("--path-weight", type=float, default=d.path_weight,
                    help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
     p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
@@ -561,6 +566,8 @@ def train_command(args) -> int:
     continuum = args.path_weight or args.endpoint_weight or args.diversity_weight
     if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
         return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
+    if args.decoder == "texture" and args.noise_channels < 1:
+        return iu.fail("--decoder texture draws its layout from the noise image: give --noise-channels >= 1")
     if continuum and args.recon not in ("gram", "perceptual"):
         return iu.fail("the continuum terms compare VGG features: use --recon gram or perceptual")
     styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)

@@ -55,11 +55,22 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
     return keras.Model(x_in, {"mean": mean, "logvar": logvar}, name="encoder")
 
 
-def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0):
-    """z (and, with noise_channels, a size x size x noise_channels noise image) -> logits [size, size, 3]. A dense
-    layer makes only the small seed map; everything after is convolutional."""
+DECODERS = ("seed", "texture")
+# The texture decoder's channels (times --width) from its coarsest block, at size / 2**len, to the last upsampling.
+TEXTURE_DECODER_CHANNELS = (4, 2, 1)
+
+
+def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed"):
+    """z (and, with noise_channels, a size x size x noise_channels noise image) -> logits [size, size, 3].
+    `seed`: a dense layer makes a small seed map from z and convolutions upsample it (the layout comes from z);
+    `texture`: build_texture_decoder (the layout comes from the noise)."""
     import keras
     from keras import layers
+
+    if kind == "texture":
+        return build_texture_decoder(size, latent_dim, width, noise_channels)
+    if kind != "seed":
+        raise ValueError(f"unknown decoder '{kind}': use {' or '.join(DECODERS)}")
 
     seed = size // 32
     z = keras.Input((latent_dim,), name="z")
@@ -75,14 +86,62 @@ def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: i
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
         if noise_channels:
             # The noise at this block's resolution: block-averaged, rescaled to unit variance.
-            factor = size // (seed * 2 ** (i + 1))
-            n = layers.AveragePooling2D(factor, name=f"noise{i}_pool")(noise) * float(factor) if factor > 1 else noise
+            n = pooled_noise(noise, size, seed * 2 ** (i + 1), f"noise{i}_pool")
             x = x + layers.Conv2D(ch, 1, use_bias=False, kernel_initializer="zeros", name=f"noise{i}")(n)
         x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_bn")(x))
         x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x)
         x = layers.LeakyReLU(0.2)(layers.BatchNormalization(synchronized=True, name=f"up{i}_refine_bn")(x))
     logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
     return keras.Model(inputs if noise_channels else z, logits, name="decoder")
+
+
+def pooled_noise(noise, size: int, resolution: int, name: str):
+    """The noise image at `resolution`: block-averaged and rescaled to unit variance."""
+    from keras import layers
+
+    factor = size // resolution
+    return layers.AveragePooling2D(factor, name=name)(noise) * float(factor) if factor > 1 else noise
+
+
+def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int):
+    """A texture generator in which the noise image is the only source of layout and z sets the texture: the noise,
+    pooled to size/8, goes through convolutions and three nearest-upsample blocks (fresh noise added at each), and
+    every normalisation is an instance norm whose per-channel scale and shift come from z (conditional instance
+    norm, Dumoulin et al. 2017, arXiv 1610.07629; multi-scale noise input as in Ulyanov et al.'s texture networks,
+    arXiv 1603.03417). A constant input to a convolution gives a constant map, so the decoder cannot draw one fixed
+    picture per code: different noise, different arrangement; along a path of codes under one noise, the arrangement
+    stays and only the statistics move. Instance norms use each image's own statistics in training and sampling
+    alike (no stored statistics to go stale)."""
+    import keras
+    from keras import layers
+
+    if noise_channels < 1:
+        raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
+    z = keras.Input((latent_dim,), name="z")
+    noise = keras.Input((size, size, noise_channels), name="noise")
+
+    def modulated(x, ch, name):
+        x = layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5, name=f"{name}_in")(x)
+        # Starts as a plain instance norm (scale 1, shift 0) and learns how z moves each channel.
+        scale = layers.Dense(ch, kernel_initializer="zeros", bias_initializer="ones", name=f"{name}_scale")(z)
+        shift = layers.Dense(ch, kernel_initializer="zeros", name=f"{name}_shift")(z)
+        x = x * layers.Reshape((1, 1, ch))(scale) + layers.Reshape((1, 1, ch))(shift)
+        return layers.LeakyReLU(0.2)(x)
+
+    res = size // 2 ** len(TEXTURE_DECODER_CHANNELS)
+    first, *rest = [width * k for k in TEXTURE_DECODER_CHANNELS]
+    x = layers.Conv2D(first, 3, padding="same", name="start_conv")(pooled_noise(noise, size, res, "start_pool"))
+    x = modulated(x, first, "start")
+    x = modulated(layers.Conv2D(first, 3, padding="same", name="start_refine")(x), first, "start_refine")
+    for i, ch in enumerate(rest + [width]):
+        res *= 2
+        x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
+        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
+        x = x + layers.Conv2D(ch, 1, use_bias=False, name=f"noise{i}")(pooled_noise(noise, size, res, f"noise{i}_pool"))
+        x = modulated(x, ch, f"up{i}")
+        x = modulated(layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x), ch, f"up{i}_refine")
+    logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
+    return keras.Model([z, noise], logits, name="decoder")
 
 
 def decoder_noise(rng: np.random.Generator, n: int, size: int, channels: int) -> np.ndarray:
@@ -98,7 +157,8 @@ class VAE:
         self.noise_channels = config.noise_channels
         self.checkpoint = None  # the checkpoint path load_vae restored
         self.encoder = build_encoder(config.size, config.latent_dim, config.width)
-        self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels)
+        self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels,
+                                     config.decoder)
 
     def decoder_inputs(self, z, noise=None):
         """What the decoder takes: z alone, or [z, noise]. Without given noise a decoder that needs it gets the fixed

@@ -40,14 +40,21 @@ import stylizer_net as N  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
-# VAE variants: the gram VAE, the continuum VAE (issue 12) and make demo's VAE recipe. Same steps, crops and seed.
+# VAE variants: the gram VAE, the continuum VAE (issue 12), the fourth session's make demo VAE recipe and the texture
+# decoder. Same steps, crops and seed.
 VAE_VARIANTS = {
     "gram": [],
     "continuum": ["--noise-channels", "4", "--path-weight", "1", "--endpoint-weight", "1", "--diversity-weight", "10"],
 }
-# make demo's VAE: the continuum terms with a cosine learning rate, ten times the layout term, in bfloat16.
+# The fourth session's make demo VAE: the continuum terms with a cosine learning rate, ten times the layout term, in
+# bfloat16.
 VAE_VARIANTS["demo"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "1",
                         "--precision", "mixed_bfloat16"]
+# make demo's VAE since the fifth session: the texture decoder (the noise image sets the layout, z the statistics; no
+# layout term) with relu4_3 among the texture layers.
+VAE_VARIANTS["texture"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "0",
+                           "--decoder", "texture", "--texture-layers", "relu1_2,relu2_2,relu3_3,relu4_3",
+                           "--precision", "mixed_bfloat16"]
 
 
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
