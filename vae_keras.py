@@ -2,6 +2,7 @@
 
     python vae_keras.py train --style starry.jpg --style honeycomb.png --run-dir runs/vae [--size 224] [--steps N]
                               [--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 1]
+                              [--decoder texture --feature-weight 0]
     python vae_keras.py encode --run-dir runs/vae [--crops 512]        # (re)write latents.npz
     python vae_keras.py encode --run-dir runs/vae --recalibrate        # batch-norm statistics first (older runs)
     python vae_keras.py reconstruct --run-dir runs/vae a.jpg b.jpg --out recon/
@@ -18,6 +19,8 @@ The continuum (issue 12): `--noise-channels` gives the decoder a noise image tha
 samples of one style differ; `--path-weight` decodes points between two crops' codes and asks for the mix of their
 Grams (Texture Mixer); `--endpoint-weight` keeps each style's mean Gram on the painting's; `--diversity-weight` asks
 two decodes to differ at least as much as the real crops they came from. Each needs `--recon gram` or `perceptual`.
+`--decoder texture` makes the noise image the decoder's only source of layout (z sets the texture's statistics), so
+samples of one code differ wherever their noise does.
 
 Training a 224 px VAE takes hours on a CPU; `--size 64 --steps 300` (a few minutes) shows the mechanics.
 """

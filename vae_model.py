@@ -1,6 +1,7 @@
 """The style VAE's networks and losses (vae_keras.py trains them; see its docstring for the commands).
 
     build_encoder / build_decoder   Keras models: crops -> (mean, logvar) of z;  (z[, noise]) -> logits
+    build_texture_decoder           the decoder whose layout comes from the noise alone (--decoder texture)
     VAE                             the pair, with numpy encode / decode / reconstruct
     kl_divergence, bce_from_logits, reconstruction_loss      per-example ELBO terms
     texture_features, path_loss, endpoint_loss, diversity_loss   the continuum terms (issue 12)
@@ -11,7 +12,8 @@ is no final fully connected layer (the original design: it is what made 224 px f
 `noise_channels > 0` the decoder also takes a spatial noise image, injected (through a learned 1x1 conv, as in
 StyleGAN's noise inputs, Karras et al. 2019, arXiv 1812.04948) at every resolution: the code z says *which* style,
 the noise *where* its strokes fall. Without it, a code of a few dozen numbers has to carry both, and a texture loss
-(which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture.
+(which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture. Measured in
+issue 12, this `seed` decoder learned to ignore the injected noise; the `texture` decoder has no other spatial input.
 """
 from __future__ import annotations
 
