@@ -102,6 +102,19 @@ def current_keys(cls, saved: dict) -> dict:
     return {renamed.get(k, k): v for k, v in saved.items()}
 
 
+def field_defaults(config) -> dict:
+    """A dataclass config's field defaults as config.json holds them (tuples as lists); {} for a plain dict."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    defaults = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+    return json.loads(json.dumps(defaults))
+
+
 def read_config(run_dir, cls, kind: str):
     """The `cls` config saved in RUN/config.json (lists back to tuples); RunError naming the file otherwise."""
     path = Path(run_dir) / "config.json"
@@ -350,7 +363,9 @@ class Run:
         new = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         new = json.loads(json.dumps(new))  # tuples -> lists, as they read back from config.json
         if self.config_path.exists():
-            old = current_keys(type(config), json.loads(self.config_path.read_text()))
+            # A key the folder's config lacks was added since: the run was made with its default (as read_config
+            # loads it), so asking for another value is a conflict too.
+            old = {**field_defaults(config), **current_keys(type(config), json.loads(self.config_path.read_text()))}
             conflicts = [k for k in new if k not in resume_safe and k in old and old[k] != new[k]]
             if conflicts:
                 k = conflicts[0]

@@ -279,7 +279,8 @@ def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CRO
 def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_BATCHES, seed: int = 0):
     """Set every BatchNormalization's moving mean and variance to their averages over `batches` training batches
     (precise batch norm, Wu & Johnson 2021, arXiv 2105.07576), encoder first, then the decoder on what it decodes in
-    training: sampled codes of real crops and, with --path-weight, points between pairs of them.
+    training: sampled codes of real crops and, with --path-weight, points between pairs of them (a texture decoder has
+    instance norms only, nothing stored, and is skipped).
 
     Why: training normalises with each batch's statistics, sampling with the moving averages, and at the learning
     rates the VAE trains with those averages (momentum 0.99: the last ~100 steps' weights) lag the weights. A run
@@ -518,7 +519,8 @@ def add_train_args(p):
                         "are these plus relu4_3, which costs VGG's fourth block on every decode)")
     p.add_argument("--feature-weight", type=float, default=d.feature_weight,
                    help="--recon gram: weight of the VGG feature term that asks for the crop's own layout (the Gram "
-                        f"term's is {GRAM_WEIGHTS['gram']:g}); more of it keeps crops apart in the decodes")
+                        f"term's is {GRAM_WEIGHTS['gram']:g}); more of it keeps crops apart in the decodes; use 0 "
+                        "with --decoder texture, whose layout is the noise's and cannot match the crop's")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
                    help="Keras dtype policy for training (the VAE and its VGG loss network); mixed_bfloat16 runs "
                         "the convolutions in bfloat16 (on a CPU with AMX about 1.9x faster a step than float32) "

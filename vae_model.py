@@ -58,7 +58,8 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
 
 
 DECODERS = ("seed", "texture")
-# The texture decoder's channels (times --width) from its coarsest block, at size / 2**len, to the last upsampling.
+# The texture decoder's channels (times --width): its first block, at size / 2**len, and each upsampling block but the
+# last, which has --width.
 TEXTURE_DECODER_CHANNELS = (4, 2, 1)
 
 
@@ -107,7 +108,8 @@ def pooled_noise(noise, size: int, resolution: int, name: str):
 
 def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int):
     """A texture generator in which the noise image is the only source of layout and z sets the texture: the noise,
-    pooled to size/8, goes through convolutions and three nearest-upsample blocks (fresh noise added at each), and
+    pooled to size/8, goes through convolutions and three nearest-upsample blocks (the same noise, pooled to each
+    block's resolution, added through a 1x1 convolution), and
     every normalisation is an instance norm whose per-channel scale and shift come from z (conditional instance
     norm, Dumoulin et al. 2017, arXiv 1610.07629; multi-scale noise input as in Ulyanov et al.'s texture networks,
     arXiv 1603.03417). A constant input to a convolution gives a constant map, so the decoder cannot draw one fixed

@@ -1,7 +1,7 @@
 """What do the continuum terms cost per VAE training step? Times the compiled step of today's `--recon gram` VAE, of
 the continuum VAE (noise, path, endpoint and diversity terms), of the same with relu4_3 among its texture layers
 (`--texture-layers relu1_2,relu2_2,relu3_3,relu4_3`) and of both with the texture decoder (`--decoder texture`;
-with relu4_3 it is make demo's VAE) in one process, in alternating blocks so that all see the same
+with relu4_3 it has make demo's VAE's layers and step cost) in one process, in alternating blocks so that all see the same
 machine load, and prints the ratios (issue 12's target: <= 1.3x).
 
     python benchmarks/vae_cost.py [--size 64] [--batch-size 16] [--latent-dim 32] [--blocks 6] [--steps 5]
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     continuum = V.VAEConfig(**{**base.__dict__, **CONTINUUM})
     deep = V.VAEConfig(**{**continuum.__dict__, "texture_layers": ("relu1_2", "relu2_2", "relu3_3", "relu4_3")})
     texture = V.VAEConfig(**{**continuum.__dict__, "decoder": "texture"})
-    texture_deep = V.VAEConfig(**{**deep.__dict__, "decoder": "texture"})  # make demo's VAE
+    texture_deep = V.VAEConfig(**{**deep.__dict__, "decoder": "texture"})  # make demo's VAE's networks and terms
     variants = {"gram": build(base, styles), "continuum": build(continuum, styles),
                 "continuum_relu4_3": build(deep, styles), "continuum_texture": build(texture, styles),
                 "continuum_texture_relu4_3": build(texture_deep, styles)}
