@@ -3,7 +3,7 @@ reader and writer of such a sample folder's files.
 
     python style_sampler.py --vae runs/vae --out runs/samples [--pairs 64] [--points 9] [--interp linear|slerp]
                             [--pair A,B] [--temperature 1.0] [--draw gaussian|posterior] [--seed 0]
-                            [--batch-size 32] [--shard i/n]
+                            [--batch-size 32] [--shard i/n] [--size PX]
     python style_sampler.py --out runs/samples --verify          # manifest, files and sizes agree? (exit 1 if not)
 
 For pair index p a generator seeded by (seed, p) alone draws z_a ~ N(mean_A, (T std_A)^2) and
@@ -12,6 +12,11 @@ independently is the original design's random pairing of A samples with B sample
 regenerated on its own. `--draw posterior` draws each end from the style's encoded crops instead (a random crop's
 code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at
 `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
+
+`--size PX` draws the samples PX pixels square instead of at the VAE's crop size; only a `--decoder texture` VAE
+can (it is fully convolutional in its noise image). Give it the stylizer's --size: a Gram matrix depends on the
+image size as well as on the strokes (VGG's zero padding weighs the border, most at relu4_3), so the Grams of
+64 px samples miss those of the painting at 128 px even where the strokes match.
 
 The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
 file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
@@ -54,6 +59,7 @@ class SamplerConfig:
     draw: str = "gaussian"
     seed: int = 0
     batch_size: int = 32
+    size: int = 0  # 0: the VAE's crop size
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -266,6 +272,18 @@ def pair_noise(config: SamplerConfig, p: int, size: int, channels: int) -> np.nd
     return decoder_noise(np.random.default_rng([config.seed, p, 1]), 1, size, channels)
 
 
+def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
+    """The samples' size: --size, or the VAE's crop size. Raises RunError when the VAE cannot draw at --size."""
+    if not config.size or config.size == vae_config.size:
+        return vae_config.size
+    if vae_config.decoder != "texture":
+        raise RunError(f"{vae_dir}: --size {config.size}: a {vae_config.decoder} decoder draws only its crop size "
+                       f"({vae_config.size}); a --decoder texture VAE draws any multiple of 8")
+    if config.size % 8:
+        raise RunError(f"--size {config.size}: the texture decoder draws multiples of 8")
+    return config.size
+
+
 def file_name(p: int, t: float) -> str:
     return f"pair_{p:05d}_t{t:.3f}.png"
 
@@ -321,6 +339,7 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
                        f"`python vae_keras.py encode --run-dir {vae_dir}`")
     names = [str(n) for n in latents["styles"]]
     pairs = style_pairs(names, config.pair)
+    size = sample_size(config, vae_config, vae_dir)
     iu.make_dirs(out)
     # One writer per shard (shards share the folder by design); a killed writer's temp files are removed once
     # they are a minute old, so a live shard's file in the middle of its atomic write is never touched.
@@ -330,7 +349,7 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
         print(f"removed {len(removed)} temp files left by a killed sampler", flush=True)
     check_or_write_config(out, {**dataclasses.asdict(config), "vae": str(vae_dir.resolve()),
                                 **vae_fingerprint(vae_dir, vae.checkpoint), "style_names": names,
-                                "size": vae_config.size})
+                                "size": size})
     ts = np.linspace(0.0, 1.0, config.points)
     in_manifest = manifest_by_file(out)
     mine = [blk for k, blk in enumerate(blocks(config)) if k % shard[1] == shard[0]]
@@ -348,7 +367,7 @@ def sample(config: SamplerConfig, out: Path, shard=(0, 1), quiet: bool = False) 
                             for p in blk])
         noise = None
         if vae.noise_channels:  # one arrangement per pair, the same at every t: only the style moves along it
-            noise = np.concatenate([np.repeat(pair_noise(config, p, vae_config.size, vae.noise_channels),
+            noise = np.concatenate([np.repeat(pair_noise(config, p, size, vae.noise_channels),
                                               len(ts), 0) for p in blk])
         images = vae.decode(z, noise)  # the whole block, always: the same batch gives the same bytes
         new_entries = []
@@ -424,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=d.seed, help="pair p draws from a generator seeded by (seed, p)")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="images decoded at once (whole pairs)")
     ap.add_argument("--shard", default="0/1", metavar="i/n", help="write only shard i of n")
+    ap.add_argument("--size", type=int, default=d.size, metavar="PX",
+                    help="draw PX x PX samples (a --decoder texture VAE only; give the stylizer's --size); 0: the "
+                         "VAE's crop size")
     ap.add_argument("--verify", action="store_true", help="check manifest against files; exit 1 on a mismatch")
     return ap
 
@@ -434,13 +456,13 @@ def main(argv=None) -> int:
         return verify_command(args.out)
     if args.vae is None:
         return iu.fail("--vae RUN_DIR is required (unless --verify)")
-    if args.pairs < 1 or args.points < 2 or args.batch_size < 1 or args.temperature < 0:
-        return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1 and --temperature >= 0")
+    if args.pairs < 1 or args.points < 2 or args.batch_size < 1 or args.temperature < 0 or args.size < 0:
+        return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1, --temperature >= 0 and --size >= 0")
     try:
         shard = parse_shard(args.shard)
         config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,
                                interp=args.interp, pair=args.pair, temperature=args.temperature, draw=args.draw,
-                               seed=args.seed, batch_size=args.batch_size)
+                               seed=args.seed, batch_size=args.batch_size, size=args.size)
         sample(config, args.out, shard)
     except (RunError, ValueError, iu.ImageError) as e:
         return iu.fail(str(e))

@@ -48,6 +48,7 @@ DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
 CONDITIONINGS = ("channels", "balance", "cin", "none")
 STABLE_MODES = ("none", "stats", "flow", "both")  # stylizer_apply.STABLE_MODES (not imported here: fast --help)
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
+STYLE_TARGETS = ("each", "mean")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,7 @@ class StylizerConfig(RunControl):
     style_images: tuple = ()         # or 1-2 style images (single style / direct Gram mixing baselines)
     style_crop_size: int = 0         # with style images: Gram targets of random crops of this size (0: whole image)
     strength_draw: str = "uniform"   # with two style images: t ~ U(0, 1), or "ends": t in {0, 1} only
+    style_targets: str = "each"      # a sample's (crop's) own Gram, or "mean": the mean over its style weights
     content: str = str(DEFAULT_CONTENT)
     conditioning: str = "channels"
     size: int = 224
@@ -329,6 +331,9 @@ def add_train_args(p):
                    help="with --style: Gram targets of random PX crops of the style at --size (0: the whole image)")
     p.add_argument("--strength-draw", choices=("uniform", "ends"), default=d.strength_draw,
                    help="with two --style: training strengths drawn uniformly from [0, 1], or only 0 and 1")
+    p.add_argument("--style-targets", choices=STYLE_TARGETS, default=d.style_targets,
+                   help="with --samples or --style-crop-size: each example's target is one sample's (crop's) Gram, "
+                        "or the mean Gram of all samples with its style weights (of all crops of its image)")
     p.add_argument("--content", default=d.content, help="folder of content images, searched recursively")
     p.add_argument("--run-dir", type=Path, required=True, help="the run folder (resumed if it exists)")
     p.add_argument("--conditioning", choices=CONDITIONINGS, default=None,

@@ -86,20 +86,40 @@ def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
     return out
 
 
+def mean_by_weights(weights: np.ndarray, grams: dict) -> dict:
+    """Each sample's Grams replaced by the mean over the samples with the same style weights (the same t of a pair
+    walk): {layer: [N, C, C]}, row for row."""
+    _, group = np.unique(weights, axis=0, return_inverse=True)
+    group = group.ravel()
+    out = {}
+    for name, g in grams.items():
+        sums = np.zeros((group.max() + 1, *g.shape[1:]), np.float64)
+        np.add.at(sums, group, g)
+        out[name] = (sums / np.bincount(group)[:, None, None])[group].astype(g.dtype)
+    return out
+
+
 class StyleTargets:
     """Draws (conditioning weights, Gram targets) for a batch. Three sources share this code: style samples (a sample
     per example; `config.samples`), one style image, or two style images mixed by a uniform strength
     (`config.style_images`). With `config.style_crop_size` an image's target is the Gram of one of its random crops
-    (drawn per example), and with `strength_draw="ends"` two images are mixed only at strengths 0 and 1."""
+    (drawn per example), and with `strength_draw="ends"` two images are mixed only at strengths 0 and 1. With
+    `style_targets="mean"` a sample's (crop's) target is the mean Gram of all samples with its style weights (all
+    crops of its image) instead of its own: the squared Gram loss over random targets has its optimum at their mean
+    anyway, and the mean reaches it without the targets' noise."""
 
     def __init__(self, config, vgg, layers):
         self.layers = layers
         if config.samples:
             self.weights, self.grams, self.names = load_sample_styles(Path(config.samples), vgg, layers)
             self.mode = "samples"
+            if config.style_targets == "mean":
+                self.grams = mean_by_weights(self.weights, self.grams)
         else:
             if config.style_crop_size:
                 self.image_grams = style_crop_grams(config, vgg, layers)
+                if config.style_targets == "mean":
+                    self.image_grams = [{n: g[n].mean(0, keepdims=True) for n in layers} for g in self.image_grams]
             else:
                 self.image_grams = style_image_grams(config.style_images, config.size, vgg, layers)
             self.names = [Path(p).stem for p in config.style_images]

@@ -115,14 +115,17 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
     arXiv 1603.03417). A constant input to a convolution gives a constant map, so the decoder cannot draw one fixed
     picture per code: different noise, different arrangement; along a path of codes under one noise, the arrangement
     stays and only the statistics move. Instance norms use each image's own statistics in training and sampling
-    alike (no stored statistics to go stale)."""
+    alike (no stored statistics to go stale). Fully convolutional: the noise image may be any multiple of 8 in
+    height and width, and the picture is that large."""
     import keras
     from keras import layers
 
     if noise_channels < 1:
         raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
     z = keras.Input((latent_dim,), name="z")
-    noise = keras.Input((size, size, noise_channels), name="noise")
+    # Any height and width that are multiples of 8 (the pooling factors depend on `size` only through ratios): a
+    # decoder trained on size-px crops can draw its textures at the stylizer's scale (style_sampler --size).
+    noise = keras.Input((None, None, noise_channels), name="noise")
 
     def modulated(x, ch, name):
         x = layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5, name=f"{name}_in")(x)

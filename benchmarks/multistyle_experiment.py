@@ -1,10 +1,12 @@
 """Does one network for a continuum of styles cost quality, and do the VAE's samples help or hurt? Trains, with the
 same step budget, content and seed: single-style nets for A and for B; the direct Gram-mixing net (no VAE); two
 real-crop controls (Gram targets of random crops of A and B at the VAE's crop size: strengths 0/1 only, and mixed
-by t); and nets on the samples of each VAE variant. On held-out photographs it compares each multi-style net at
-strength 0 and 1 with the single-style net of that style (content + style loss against the real painting) and
-measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A). Each VAE's
-samples are measured first with benchmarks/sample_fidelity.py.
+by t); and nets on the samples of each VAE variant (for texture-decoder variants, --draw-at-size, also on samples
+drawn at the stylizer's --size: `style_sampler.py --size`; for --mean-targets variants, also nets whose target is
+the mean Gram of the samples at each t, and the crop control likewise). On held-out photographs it compares each
+multi-style net at strength 0 and 1 with the single-style net of that style (content + style loss against the real
+painting) and measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A).
+Each VAE's samples are measured first with benchmarks/sample_fidelity.py.
 
     python benchmarks/multistyle_experiment.py                      # the CPU configuration (over an hour here)
     python benchmarks/multistyle_experiment.py --long-steps 2000    # plus a longer single-style net vs Gatys
@@ -55,6 +57,9 @@ VAE_VARIANTS["demo"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "
 VAE_VARIANTS["texture"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "0",
                            "--decoder", "texture", "--texture-layers", "relu1_2,relu2_2,relu3_3,relu4_3",
                            "--precision", "mixed_bfloat16"]
+# The same without relu4_3 (the default texture layers): relu4_3 costs a fourth VGG block per decode.
+VAE_VARIANTS["texture-relu3"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "0",
+                                 "--decoder", "texture", "--precision", "mixed_bfloat16"]
 
 
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
@@ -111,6 +116,12 @@ def main(argv=None) -> int:
     ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
     ap.add_argument("--skip", default="", help="comma-separated stylizer runs to leave out, e.g. crops_ends")
+    ap.add_argument("--draw-at-size", default="texture,texture-relu3", metavar="NAMES",
+                    help="comma-separated texture-decoder VAE variants whose samples are also drawn at the "
+                         "stylizer's --size (style_sampler --size), with a net trained on them")
+    ap.add_argument("--mean-targets", default="texture,texture-relu3", metavar="NAMES",
+                    help="comma-separated VAE variants whose sample sets also train a net with --style-targets mean "
+                         "(each example's target the mean Gram of the samples at its t); adds crops_ends_mean")
     ap.add_argument("--cin", action="store_true", help="also train a cin net on the last VAE's samples")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
@@ -140,6 +151,9 @@ def main(argv=None) -> int:
 
     # 1. A VAE and its samples per variant, and the samples' own measures.
     vaes = args.vaes.split(",")
+    at_size = [n for n in filter(None, args.draw_at_size.split(",")) if n in vaes]
+    mean_targets = [n for n in filter(None, args.mean_targets.split(",")) if n in vaes]
+    sample_sets = {}  # samples folder key -> (its VAE variant, sampler arguments beyond --vae and --out)
     for name in vaes:
         vae_dir, samples_dir = out / f"vae_{name}", out / f"samples_{name}"
         vae_cmd = ["train", "--run-dir", str(vae_dir), "--size", str(args.vae_size), "--style-size", str(args.size),
@@ -149,9 +163,14 @@ def main(argv=None) -> int:
         for s in styles:
             vae_cmd += ["--style", s]
         timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd))
-        timed(f"sampler_{name}", lambda v=vae_dir, s=samples_dir: style_sampler.main(
-            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9"]))
-        fidelity[name] = sample_fidelity.measure(samples_dir)["summary"]
+        sample_sets[name] = (name, [])
+        if name in at_size:
+            sample_sets[f"{name}_{args.size}px"] = (name, ["--size", str(args.size)])
+    for key, (name, extra) in sample_sets.items():
+        samples_dir = out / f"samples_{key}"
+        timed(f"sampler_{key}", lambda v=out / f"vae_{name}", s=samples_dir, e=extra: style_sampler.main(
+            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9", *e]))
+        fidelity[key] = sample_fidelity.measure(samples_dir)["summary"]
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
@@ -165,10 +184,18 @@ def main(argv=None) -> int:
         "crops_ends": [*both, "--style-crop-size", str(args.vae_size), "--strength-draw", "ends"],
         "crops_mixed": [*both, "--style-crop-size", str(args.vae_size)],
     }
-    for name in vaes:
-        runs[f"vae_{name}_channels"] = ["--samples", str(out / f"samples_{name}"), "--conditioning", "channels"]
+    vae_of = {}  # stylizer run -> the VAE variant its samples come from
+    for key, (name, _) in sample_sets.items():
+        runs[f"vae_{key}_channels"] = ["--samples", str(out / f"samples_{key}"), "--conditioning", "channels"]
+        vae_of[f"vae_{key}_channels"] = name
+        if name in mean_targets:
+            runs[f"vae_{key}_mean"] = [*runs[f"vae_{key}_channels"], "--style-targets", "mean"]
+            vae_of[f"vae_{key}_mean"] = name
+    if mean_targets:  # the control: the mean Gram of real crops at each end, without the noise of single crops
+        runs["crops_ends_mean"] = [*runs["crops_ends"], "--style-targets", "mean"]
     if args.cin:
         runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
+        vae_of[f"vae_{vaes[-1]}_cin"] = vaes[-1]
     for name in filter(None, args.skip.split(",")):
         runs.pop(name)
     for name, extra in runs.items():
@@ -198,7 +225,7 @@ def main(argv=None) -> int:
             frames.append(outs[0])
             if t in (0.0, 1.0):
                 ends[t] = total if t == 0.0 else image_losses(outs, images, targets[1], config, vgg, layers)[0]
-        vae = name.split("_")[1] if name.startswith("vae_") else None
+        vae = vae_of.get(name)
         results[name] = {"loss_at_0_vs_single": ends[0.0] / single[0], "loss_at_1_vs_single": ends[1.0] / single[1],
                          "spearman_strength_vs_style_loss_to_A": E.spearman(ts, style_to_a),
                          "train_seconds": timings[name],
@@ -215,7 +242,7 @@ def main(argv=None) -> int:
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
     write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), out, vaes[-1], sweeps, ts)
-    print_tables(results, sweeps, vaes, timings)
+    print_tables(results, sweeps, {key: name for key, (name, _) in sample_sets.items()}, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0
 
@@ -280,7 +307,8 @@ def write_continuum_figure(path: Path, out: Path, vae: str, sweeps, ts):
     iu.save_image(path, iu.resize_max_side(grid, 1400))
 
 
-def print_tables(results, sweeps, vaes, timings):
+def print_tables(results, sweeps, vaes: dict, timings):
+    """The stylizer table, then the sample table: one row per sample folder of `vaes` (folder key -> VAE variant)."""
     print("\n| method | loss at 0 vs single A | loss at 1 vs single B | Spearman(strength, style loss to A) | "
           "train s | VAE train s |\n|---|---|---|---|---|---|")
     for name in sweeps:
@@ -291,9 +319,9 @@ def print_tables(results, sweeps, vaes, timings):
     print(f"| single_A / single_B | 1.00x | 1.00x | - | {timings['single_A']:.0f} / {timings['single_B']:.0f} | - |")
     print("\n| VAE | diversity t=0 / t=1 vs real crops | near-duplicates t=0 / t=1 | endpoint Gram error t=0 / t=1 | "
           "Spearman mean (min) | largest step / mean step (max) | VAE train s |\n|---|---|---|---|---|---|---|")
-    for name in vaes:
+    for name, vae in vaes.items():
         f = results["sample_fidelity"][name]
-        vae_s = results["vae_train_seconds"][name]
+        vae_s = results["vae_train_seconds"][vae]
         dups = (f"{f['near_duplicates_t0']:.0%} / {f['near_duplicates_t1']:.0%}" if "near_duplicates_t0" in f
                 else "-")
         print(f"| {name} | {f['diversity_ratio_t0']:.2f}x / {f['diversity_ratio_t1']:.2f}x | {dups} | "

@@ -5,7 +5,8 @@ to each painting, and do they move steadily from style A to style B?
 
 Per t (the manifest's weight of the last style) it prints
 - diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
-  each painting, cut the way the VAE was trained (its --size crops of the style resized to its --style-size); and at
+  each painting, cut the way the VAE was trained (crops of the style resized to its --style-size, with its scale
+  jitter, flips and rotations) at the samples' size (the VAE's --size, or the sampler's --size); and at
   t=0 and t=1 the near-duplicates: the fraction of sample pairs closer than 95% of real-crop pairs (a few very
   different samples can lift the mean while most are one picture);
 - fidelity: the relative Gram error ||mean G(samples) - G_target|| / ||G_A - G_B||, where G_A and G_B are mean Grams
@@ -23,6 +24,7 @@ Spearman >= 0.95 and no step larger than 2x the mean step.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import defaultdict
@@ -146,7 +148,9 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     from vae_keras import VAEConfig, load_styles
 
     record, entries = read_samples(folder)
+    # Real crops at the samples' own size (the sampler's --size may differ from the VAE's crops)
     vae_config = read_config(record["vae"], VAEConfig, "VAE")
+    vae_config = dataclasses.replace(vae_config, size=int(record.get("size", vae_config.size)))
     specs = style_specs or list(vae_config.styles)
     if len(specs) < 2:
         raise ValueError("need two style images (--style A --style B)")
@@ -209,7 +213,8 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         <= TARGETS["endpoint_gram_error"],
         "spearman": summary["spearman_mean"] >= TARGETS["spearman"],
         "steps": summary["step_ratio_max"] <= TARGETS["step_ratio"]}
-    return {"samples": str(folder), "styles": specs, "real_crops": crops, "per_t": per_t, "summary": summary,
+    return {"samples": str(folder), "styles": specs, "size": vae_config.size, "real_crops": crops, "per_t": per_t,
+            "summary": summary,
             "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
 
 

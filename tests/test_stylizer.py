@@ -138,6 +138,30 @@ def test_gram_cache_is_reused_and_invalidated(samples, tmp_path, monkeypatch):
     assert len(w3) == 14
 
 
+def test_mean_style_targets_average_the_samples_of_each_strength(samples):
+    """--style-targets mean: every sample's target is the mean Gram of the samples at its t (checked against a
+    plain loop), and a batch draws those means; --style-crop-size with mean targets gives one target per image."""
+    from perceptual import vgg_features
+    layers = ["relu1_2", "relu2_2"]
+    vgg = vgg_features(layers)
+    each = D.StyleTargets(S.StylizerConfig(samples=str(samples)), vgg, layers)
+    mean = D.StyleTargets(S.StylizerConfig(samples=str(samples), style_targets="mean"), vgg, layers)
+    for i, w in enumerate(each.weights):
+        same = np.flatnonzero(np.all(each.weights == w, axis=1))
+        assert len(same) == 3  # 3 pairs at each of 5 points
+        np.testing.assert_allclose(mean.grams["relu2_2"][i], each.grams["relu2_2"][same].mean(0), rtol=1e-5,
+                                   atol=1e-7)
+    assert np.abs(each.grams["relu2_2"] - mean.grams["relu2_2"]).max() > 1e-4  # the samples differ
+    w, grams = mean.batch(np.random.default_rng(0), 6)
+    for k in range(6):
+        i = np.flatnonzero(np.all(mean.weights == w[k], axis=1))[0]
+        np.testing.assert_array_equal(grams["relu1_2"][k], mean.grams["relu1_2"][i])
+    style = str(samples.parent / "styles" / "night_swirls.png")
+    crops = D.StyleTargets(S.StylizerConfig(style_images=(style,), size=96, style_crop_size=32,
+                                            style_targets="mean"), vgg, layers)
+    assert crops.image_grams[0]["relu2_2"].shape == (1, 128, 128)
+
+
 def train_args(samples, content, run, steps):
     return ["train", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]

@@ -94,6 +94,11 @@ def test_texture_decoder_takes_its_layout_from_the_noise_and_its_statistics_from
     assert np.corrcoef(here, shifted[40:88, 40:80].ravel())[0, 1] < 0.8
     other = dec([rng.normal(size=(1, 8)).astype(np.float32), noise]).numpy()[0]
     assert np.abs(other - out).mean() > 1e-2
+    # Fully convolutional: built for 128 px, it draws 200 x 96 from noise of that size, with the same layout rules
+    wide = dec([z, M.decoder_noise(rng, 1, 200, 2)[:, :, :96]]).numpy()[0]
+    flat_wide = dec([z, np.zeros((1, 200, 96, 2), np.float32)]).numpy()[0]
+    assert wide.shape == (200, 96, 3) and np.abs(flat_wide[60:140, 30:66] - flat_wide[100, 48]).max() < 1e-4
+    assert np.abs(wide[60:140, 30:66] - wide[100, 48]).max() > 1e-2
     with pytest.raises(ValueError, match="noise"):
         M.build_decoder(64, 8, width=4, noise_channels=0, kind="texture")
 
@@ -300,3 +305,31 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     capsys.readouterr()
     assert V.main(bad + texture) == 2
     assert "--noise-channels" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+
+
+def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_path, capsys):
+    """style_sampler --size: a texture decoder trained on 64 px crops draws 128 px samples (recorded, verified, and
+    measured against real crops of that size); a seed decoder, or a size the decoder cannot draw, is refused in one
+    line before anything is written."""
+    d, args = continuum_run
+    if not (d / "tex_one" / "latents.npz").exists():
+        assert V.main(args(d / "tex_one", 4) + ["--decoder", "texture"]) == 0
+    out = tmp_path / "big"
+    assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "2", "--points", "3",
+                               "--size", "128"]) == 0
+    assert {iu.load_image(p).shape for p in out.glob("*.png")} == {(128, 128, 3)}
+    assert style_sampler.read_sampler_json(out)["size"] == 128
+    assert style_sampler.main(["--out", str(out), "--verify"]) == 0
+    report = load_benchmark("sample_fidelity").measure(out, crops=8, max_pairs=10)
+    assert report["size"] == 128
+    # Asking an existing folder for another size is refused
+    capsys.readouterr()
+    assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "2", "--points", "3"]) == 2
+    assert "size=128" in capsys.readouterr().err
+    if not (d / "one" / "latents.npz").exists():
+        assert V.main(args(d / "one", 6)) == 0
+    for vae, size, says in (("one", "128", "seed decoder"), ("tex_one", "100", "multiples of 8")):
+        capsys.readouterr()
+        assert style_sampler.main(["--vae", str(d / vae), "--out", str(tmp_path / vae), "--size", size]) == 2
+        err = capsys.readouterr().err
+        assert says in err and len(err.strip().splitlines()) == 1 and not (tmp_path / vae).exists()
