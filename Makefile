@@ -21,6 +21,9 @@ VAE_SEED ?= 1
 # The demo's VAE decays its learning rate (cosine) and uses the texture decoder: the noise image sets the layout and
 # the code the statistics, so no layout term (--feature-weight 0). relu4_3 among its texture layers lowers the t=1
 # endpoint error (0.321 -> 0.245) for 1.2x the step (README, "Is the VAE a continuum?").
+# The sampler draws at the stylizer's size (the texture decoder is fully convolutional) and the stylizer trains on the
+# mean Gram of the samples at each t: on the paintings the best VAE route (README, "Multi-style vs single-style").
+STY_SIZE ?= 128
 
 .PHONY: setup weights demo test test-slow bench studio clean
 
@@ -74,14 +77,14 @@ demo: weights
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
 		--points 8 --save $(DEMO)/vae_interpolation.png
 	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
-	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9
+	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9 --size $(STY_SIZE)
 	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
 	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/samples/sample_fidelity.json
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
-		--size 128 --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 --checkpoint-every 100 \
-		--precision $(STY_PRECISION)
+		--size $(STY_SIZE) --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 \
+		--checkpoint-every 100 --style-targets mean --precision $(STY_PRECISION)
 	$(PY) image_utilities.py gif $(DEMO)/stylizer/snapshots $(DEMO)/stylizer_training.gif --fps 3
 	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \
 		--out $(DEMO)/stylized --overwrite

@@ -62,6 +62,20 @@ VAE_VARIANTS["texture-relu3"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "c
                                  "--decoder", "texture", "--precision", "mixed_bfloat16"]
 
 
+def measured_samples(folder: Path) -> dict:
+    """sample_fidelity.measure of a sample folder, kept in FOLDER/sample_fidelity.json with the manifest's hash (a
+    resumed experiment measures only new or changed folders)."""
+    cache = folder / "sample_fidelity.json"
+    digest = style_sampler.manifest_sha256(folder)
+    if cache.exists():
+        report = json.loads(cache.read_text())
+        if report.get("manifest_sha256") == digest:
+            return report
+    report = {**sample_fidelity.measure(folder), "manifest_sha256": digest}
+    iu.atomic_write_json(cache, report)
+    return report
+
+
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
     files = iu.list_images(folder) if folder else (iu.list_images(SHARED / "content") if SHARED.exists() else [])
     if files:
@@ -170,7 +184,7 @@ def main(argv=None) -> int:
         samples_dir = out / f"samples_{key}"
         timed(f"sampler_{key}", lambda v=out / f"vae_{name}", s=samples_dir, e=extra: style_sampler.main(
             ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9", *e]))
-        fidelity[key] = sample_fidelity.measure(samples_dir)["summary"]
+        fidelity[key] = measured_samples(samples_dir)["summary"]
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
@@ -241,7 +255,11 @@ def main(argv=None) -> int:
     results["total_minutes"] = (time.perf_counter() - t_start) / 60
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
-    write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), out, vaes[-1], sweeps, ts)
+    # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
+    shown = next((r for r in (f"vae_texture_{args.size}px_mean", "vae_texture_channels") if r in sweeps),
+                 [r for r in sweeps if r in vae_of][-1])
+    samples = Path(runs[shown][runs[shown].index("--samples") + 1])
+    write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, sweeps, ts)
     print_tables(results, sweeps, {key: name for key, (name, _) in sample_sets.items()}, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0
@@ -288,10 +306,9 @@ def write_figure(path: Path, nets, images, sweeps, ts):
     iu.save_image(path, iu.resize_max_side(grid, 1200))
 
 
-def write_continuum_figure(path: Path, out: Path, vae: str, sweeps, ts):
-    """For one pair of styles: the VAE's sampled continuum (first pairs, t = 0 ... 1) over the sweeps of the net
-    trained on those samples and of the direct Gram-mixing net, on the first held-out photo."""
-    folder = out / f"samples_{vae}"
+def write_continuum_figure(path: Path, folder: Path, net: str, sweeps, ts):
+    """For one pair of styles: the VAE's sampled continuum (first pairs of the sample folder, t = 0 ... 1) over the
+    sweeps of `net`, trained on those samples, and of the direct Gram-mixing net, on the first held-out photo."""
     entries = style_sampler.read_manifest(folder)
     rows, captions = [], []
     for p in (0, 1):
@@ -299,7 +316,7 @@ def write_continuum_figure(path: Path, out: Path, vae: str, sweeps, ts):
         rows.append([iu.resize(iu.load_image(folder / e["file"]), 128, 128) for e in pair])
         captions.append([f"VAE pair {p} t={e['t']:.2f}" for e in pair])
     size, cols = 128, len(rows[0])
-    for name in (f"vae_{vae}_channels", "mix_channels"):
+    for name in (net, "mix_channels"):
         picks = np.linspace(0, len(ts) - 1, cols).round().astype(int)
         rows.append([iu.resize(sweeps[name][i], size, size) for i in picks])
         captions.append([f"{name} t={ts[i]:.2f}" for i in picks])
