@@ -23,6 +23,8 @@ VAE_SEED ?= 1
 # endpoint error (0.321 -> 0.245) for 1.2x the step (README, "Is the VAE a continuum?").
 # The sampler draws at the stylizer's size (the texture decoder is fully convolutional) and the stylizer trains on the
 # mean Gram of the samples at each t: on the paintings the best VAE route (README, "Multi-style vs single-style").
+# STY_SIZE is the stylizer's --size, the scale of the styles for the VAE (--style-size) and the samples' size (a
+# multiple of 8). A run folder refuses other settings than it was made with: after changing these, `make clean`.
 STY_SIZE ?= 128
 
 .PHONY: setup weights demo test test-slow bench studio clean
@@ -67,7 +69,8 @@ demo: weights
 	$(PY) image_utilities.py grid $(RES)/content/*.png --out $(DEMO)/default_content.png
 	@echo "== stage 2: continuum VAE on the two built-in styles (resumes if interrupted)"
 	$(PY) vae_keras.py train --run-dir $(DEMO)/vae --style $(RES)/styles/night_swirls.png \
-		--style $(RES)/styles/honeycomb.png --size 64 --style-size 128 --latent-dim 32 --steps $(VAE_STEPS) --batch-size 16 \
+		--style $(RES)/styles/honeycomb.png --size 64 --style-size $(STY_SIZE) --latent-dim 32 --steps $(VAE_STEPS) \
+		--batch-size 16 \
 		--lr 1e-3 --beta 0.02 --recon gram --log-every 100 --snapshot-every 100 --encode-crops 256 \
 		--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 10 \
 		--lr-schedule cosine --decoder texture --feature-weight 0 --texture-layers relu1_2,relu2_2,relu3_3,relu4_3 \
@@ -77,7 +80,7 @@ demo: weights
 	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
 		--points 8 --save $(DEMO)/vae_interpolation.png
 	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
-	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9 --size $(STY_SIZE)
+	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9 --sample-size $(STY_SIZE)
 	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
 	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/samples/sample_fidelity.json
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4

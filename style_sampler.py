@@ -3,7 +3,7 @@ reader and writer of such a sample folder's files.
 
     python style_sampler.py --vae runs/vae --out runs/samples [--pairs 64] [--points 9] [--interp linear|slerp]
                             [--pair A,B] [--temperature 1.0] [--draw gaussian|posterior] [--seed 0]
-                            [--batch-size 32] [--shard i/n] [--size PX]
+                            [--batch-size 32] [--shard i/n] [--sample-size PX]
     python style_sampler.py --out runs/samples --verify          # manifest, files and sizes agree? (exit 1 if not)
 
 For pair index p a generator seeded by (seed, p) alone draws z_a ~ N(mean_A, (T std_A)^2) and
@@ -13,8 +13,8 @@ regenerated on its own. `--draw posterior` draws each end from the style's encod
 code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at
 `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
 
-`--size PX` draws the samples PX pixels square instead of at the VAE's crop size; only a `--decoder texture` VAE
-can (it is fully convolutional in its noise image). Give it the stylizer's --size: a Gram matrix depends on the
+`--sample-size PX` draws the samples PX pixels square instead of at the VAE's crop size; only a `--decoder texture`
+VAE can (it is fully convolutional in its noise image). Give it the stylizer's --size: a Gram matrix depends on the
 image size as well as on the strokes (VGG's zero padding weighs the border, most at relu4_3), so the Grams of
 64 px samples miss those of the painting at 128 px even where the strokes match.
 
@@ -59,7 +59,7 @@ class SamplerConfig:
     draw: str = "gaussian"
     seed: int = 0
     batch_size: int = 32
-    size: int = 0  # 0: the VAE's crop size
+    size: int = 0  # --sample-size; 0: the VAE's crop size
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -273,14 +273,16 @@ def pair_noise(config: SamplerConfig, p: int, size: int, channels: int) -> np.nd
 
 
 def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
-    """The samples' size: --size, or the VAE's crop size. Raises RunError when the VAE cannot draw at --size."""
+    from vae_model import TEXTURE_MULTIPLE
+
+    """The samples' size: --sample-size, or the VAE's crop size. Raises RunError when the VAE cannot draw at it."""
     if not config.size or config.size == vae_config.size:
         return vae_config.size
     if vae_config.decoder != "texture":
-        raise RunError(f"{vae_dir}: --size {config.size}: a {vae_config.decoder} decoder draws only its crop size "
-                       f"({vae_config.size}); a --decoder texture VAE draws any multiple of 8")
-    if config.size % 8:
-        raise RunError(f"--size {config.size}: the texture decoder draws multiples of 8")
+        raise RunError(f"{vae_dir}: --sample-size {config.size}: a {vae_config.decoder} decoder draws only its crop "
+                       f"size ({vae_config.size}); a --decoder texture VAE draws any multiple of {TEXTURE_MULTIPLE}")
+    if config.size % TEXTURE_MULTIPLE:
+        raise RunError(f"--sample-size {config.size}: the texture decoder draws multiples of {TEXTURE_MULTIPLE}")
     return config.size
 
 
@@ -443,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--seed", type=int, default=d.seed, help="pair p draws from a generator seeded by (seed, p)")
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="images decoded at once (whole pairs)")
     ap.add_argument("--shard", default="0/1", metavar="i/n", help="write only shard i of n")
-    ap.add_argument("--size", type=int, default=d.size, metavar="PX",
-                    help="draw PX x PX samples (a --decoder texture VAE only; give the stylizer's --size); 0: the "
-                         "VAE's crop size")
+    ap.add_argument("--sample-size", dest="size", type=int, default=d.size, metavar="PX",
+                    help="draw PX x PX samples instead of the VAE's crop size (a --decoder texture VAE only; give the "
+                         "stylizer's --size); 0: the VAE's crop size")
     ap.add_argument("--verify", action="store_true", help="check manifest against files; exit 1 on a mismatch")
     return ap
 
@@ -457,7 +459,7 @@ def main(argv=None) -> int:
     if args.vae is None:
         return iu.fail("--vae RUN_DIR is required (unless --verify)")
     if args.pairs < 1 or args.points < 2 or args.batch_size < 1 or args.temperature < 0 or args.size < 0:
-        return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1, --temperature >= 0 and --size >= 0")
+        return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1, --temperature >= 0 and --sample-size >= 0")
     try:
         shard = parse_shard(args.shard)
         config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,

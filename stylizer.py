@@ -202,6 +202,8 @@ def train_command(args) -> int:
         return iu.fail("--style takes one image (single style) or two (direct mixing)")
     if args.steps < 1 or args.batch_size < 1 or args.size < 16:
         return iu.fail("need --steps >= 1, --batch-size >= 1 and --size >= 16")
+    if args.style_targets == "mean" and not (args.samples or args.style_crop_size):
+        return iu.fail("--style-targets mean averages samples or crops: give --samples or --style-crop-size")
     conditioning = args.conditioning or ("none" if len(args.style_images) == 1 else "channels")
     values = {**vars(args), "conditioning": conditioning, "samples": str(args.samples),
               "style_images": tuple(str(Path(s).resolve()) for s in args.style_images),

@@ -61,6 +61,7 @@ DECODERS = ("seed", "texture")
 # The texture decoder's channels (times --width): its first block, at size / 2**len, and each upsampling block but the
 # last, which has --width.
 TEXTURE_DECODER_CHANNELS = (4, 2, 1)
+TEXTURE_MULTIPLE = 2 ** len(TEXTURE_DECODER_CHANNELS)  # the texture decoder draws sizes that are multiples of this
 
 
 def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed"):
@@ -124,7 +125,7 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
         raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
     z = keras.Input((latent_dim,), name="z")
     # Any height and width that are multiples of 8 (the pooling factors depend on `size` only through ratios): a
-    # decoder trained on size-px crops can draw its textures at the stylizer's scale (style_sampler --size).
+    # decoder trained on size-px crops can draw its textures at the stylizer's scale (style_sampler --sample-size).
     noise = keras.Input((None, None, noise_channels), name="noise")
 
     def modulated(x, ch, name):

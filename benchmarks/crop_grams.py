@@ -1,7 +1,7 @@
 """How far are random crops of a painting from the painting, in the Grams a stylizer is judged by? For each style
 image (resized so its shorter side is --size, as the stylizer's targets are), the relative error
 ||mean G(crops) - G(whole)|| / ||G(whole)|| per style layer, for crops of each --crop-sizes size cut with and without
-the VAE's augmentation (scale jitter 0.7-1.5, flips, 90-degree rotations).
+the VAE's augmentation (vae_latents.training_crops: its scale jitter, flips and 90-degree rotations).
 
     python benchmarks/crop_grams.py [--style A.jpg --style B.jpg] [--size 128] [--crop-sizes 64,128] [--crops 64]
 
@@ -22,19 +22,22 @@ sys.path.insert(0, str(ROOT))
 import image_utilities as iu  # noqa: E402
 
 SHARED_STYLES = ROOT.parent / "shared" / "data" / "styles"
-CUTS = {"augmented": dict(scale=(0.7, 1.5), flip=True, rotate90=True), "plain": dict(scale=(1.0, 1.0), flip=False)}
 
 
 def crop_errors(image: np.ndarray, crop_sizes, crops: int, vgg, layers, seed: int = 0) -> dict:
     """{"SIZE CUT": {layer: relative error of the crops' mean Gram against the whole image's}}."""
     import stylizer_data as D
+    from vae_keras import VAEConfig
+    from vae_latents import training_crops
 
     whole = D.compute_grams([image], vgg, layers)
     rng = np.random.default_rng(seed)
     out = {}
     for size in crop_sizes:
-        for cut, kw in CUTS.items():
-            grams = D.compute_grams([iu.random_crop(image, size, rng, **kw) for _ in range(crops)], vgg, layers)
+        cuts = {"augmented": lambda: list(training_crops(image, VAEConfig(size=size), rng, crops)),
+                "plain": lambda: [iu.random_crop(image, size, rng, scale=(1.0, 1.0), flip=False) for _ in range(crops)]}
+        for cut, cut_crops in cuts.items():
+            grams = D.compute_grams(cut_crops(), vgg, layers)
             out[f"{size} {cut}"] = {
                 n: float(np.linalg.norm(grams[n].mean(0) - whole[n][0]) / np.linalg.norm(whole[n][0]))
                 for n in layers}
@@ -55,15 +58,23 @@ def main(argv=None) -> int:
     ap.add_argument("--crop-sizes", default="64,128", help="comma-separated crop sizes")
     ap.add_argument("--crops", type=int, default=64, help="random crops per size and cut")
     args = ap.parse_args(argv)
+    try:
+        sizes = [int(s) for s in args.crop_sizes.split(",")]
+    except ValueError:
+        return iu.fail(f"--crop-sizes takes comma-separated integers, got '{args.crop_sizes}'")
+    if args.crops < 1 or args.size < 32 or min(sizes) < 32:
+        return iu.fail("need --crops >= 1, --size >= 32 and crop sizes >= 32")
     paths = args.style or [str(SHARED_STYLES / n) for n in ("starry_night.jpg", "the_scream.jpg")
                            if (SHARED_STYLES / n).exists()]
     if paths:
-        images = {Path(p).stem: iu.resize_short_side(iu.load_image(p), args.size) for p in paths}
-    else:
+        try:
+            images = {Path(p).stem: iu.resize_short_side(iu.load_image(p), args.size) for p in paths}
+        except iu.ImageError as e:
+            return iu.fail(str(e))
+    else:  # square built-in styles: a crop of --size is the whole image
         images = builtin_images.default_styles(args.size)
     layers = list(D.STYLE_LAYERS)
     vgg = vgg_features(layers, name="crop_grams_vgg")
-    sizes = [int(s) for s in args.crop_sizes.split(",")]
     report = {}
     print(f"relative error of the mean Gram of {args.crops} random crops against the whole image ({args.size} px "
           f"shorter side)\n\n| style | crops | " + " | ".join(layers) + " |\n|---|---|" + "---|" * len(layers))

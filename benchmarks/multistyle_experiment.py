@@ -2,7 +2,7 @@
 same step budget, content and seed: single-style nets for A and for B; the direct Gram-mixing net (no VAE); two
 real-crop controls (Gram targets of random crops of A and B at the VAE's crop size: strengths 0/1 only, and mixed
 by t); and nets on the samples of each VAE variant (for texture-decoder variants, --draw-at-size, also on samples
-drawn at the stylizer's --size: `style_sampler.py --size`; for --mean-targets variants, also nets whose target is
+drawn at the stylizer's --size: `style_sampler.py --sample-size`; for --mean-targets variants, also nets whose target is
 the mean Gram of the samples at each t, and the crop control likewise). On held-out photographs it compares each
 multi-style net at strength 0 and 1 with the single-style net of that style (content + style loss against the real
 painting) and measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A).
@@ -132,7 +132,7 @@ def main(argv=None) -> int:
     ap.add_argument("--skip", default="", help="comma-separated stylizer runs to leave out, e.g. crops_ends")
     ap.add_argument("--draw-at-size", default="texture,texture-relu3", metavar="NAMES",
                     help="comma-separated texture-decoder VAE variants whose samples are also drawn at the "
-                         "stylizer's --size (style_sampler --size), with a net trained on them")
+                         "stylizer's --size (style_sampler --sample-size), with a net trained on them")
     ap.add_argument("--mean-targets", default="texture,texture-relu3", metavar="NAMES",
                     help="comma-separated VAE variants whose sample sets also train a net with --style-targets mean "
                          "(each example's target the mean Gram of the samples at its t); adds crops_ends_mean")
@@ -142,6 +142,20 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="sweep figure")
     args = ap.parse_args(argv)
+    vaes = args.vaes.split(",")
+    named = {flag: list(filter(None, value.split(","))) for flag, value in
+             (("--vaes", args.vaes), ("--draw-at-size", args.draw_at_size), ("--mean-targets", args.mean_targets))}
+    unknown = [f"{flag} {n}" for flag, names in named.items() for n in names if n not in VAE_VARIANTS]
+    if unknown:
+        return iu.fail(f"unknown VAE variants ({', '.join(unknown)}): have {', '.join(VAE_VARIANTS)}")
+    # Variants of these lists that --vaes leaves out are not trained, so not drawn either
+    at_size = [n for n in named["--draw-at-size"] if n in vaes]
+    mean_targets = [n for n in named["--mean-targets"] if n in vaes]
+    seed_decoders = [n for n in at_size if "texture" not in VAE_VARIANTS[n]]
+    if seed_decoders:
+        return iu.fail(f"--draw-at-size {','.join(seed_decoders)}: only texture-decoder variants draw at another size")
+    if args.size == args.vae_size:
+        at_size = []  # the samples are at the stylizer's size already
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -164,9 +178,6 @@ def main(argv=None) -> int:
             iu.atomic_write_json(timings_path, timings)
 
     # 1. A VAE and its samples per variant, and the samples' own measures.
-    vaes = args.vaes.split(",")
-    at_size = [n for n in filter(None, args.draw_at_size.split(",")) if n in vaes]
-    mean_targets = [n for n in filter(None, args.mean_targets.split(",")) if n in vaes]
     sample_sets = {}  # samples folder key -> (its VAE variant, sampler arguments beyond --vae and --out)
     for name in vaes:
         vae_dir, samples_dir = out / f"vae_{name}", out / f"samples_{name}"
@@ -179,7 +190,7 @@ def main(argv=None) -> int:
         timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd))
         sample_sets[name] = (name, [])
         if name in at_size:
-            sample_sets[f"{name}_{args.size}px"] = (name, ["--size", str(args.size)])
+            sample_sets[f"{name}_{args.size}px"] = (name, ["--sample-size", str(args.size)])
     for key, (name, extra) in sample_sets.items():
         samples_dir = out / f"samples_{key}"
         timed(f"sampler_{key}", lambda v=out / f"vae_{name}", s=samples_dir, e=extra: style_sampler.main(
@@ -256,10 +267,11 @@ def main(argv=None) -> int:
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
     # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
-    shown = next((r for r in (f"vae_texture_{args.size}px_mean", "vae_texture_channels") if r in sweeps),
-                 [r for r in sweeps if r in vae_of][-1])
-    samples = Path(runs[shown][runs[shown].index("--samples") + 1])
-    write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, sweeps, ts)
+    candidates = [f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
+    shown = next((r for r in candidates if r in sweeps), None)
+    if shown:
+        samples = Path(runs[shown][runs[shown].index("--samples") + 1])
+        write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, sweeps, ts)
     print_tables(results, sweeps, {key: name for key, (name, _) in sample_sets.items()}, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0

@@ -6,7 +6,7 @@ to each painting, and do they move steadily from style A to style B?
 Per t (the manifest's weight of the last style) it prints
 - diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
   each painting, cut the way the VAE was trained (crops of the style resized to its --style-size, with its scale
-  jitter, flips and rotations) at the samples' size (the VAE's --size, or the sampler's --size); and at
+  jitter, flips and rotations) at the samples' size (the VAE's --size, or the sampler's --sample-size); and at
   t=0 and t=1 the near-duplicates: the fraction of sample pairs closer than 95% of real-crop pairs (a few very
   different samples can lift the mean while most are one picture);
 - fidelity: the relative Gram error ||mean G(samples) - G_target|| / ||G_A - G_B||, where G_A and G_B are mean Grams
@@ -148,7 +148,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     from vae_keras import VAEConfig, load_styles
 
     record, entries = read_samples(folder)
-    # Real crops at the samples' own size (the sampler's --size may differ from the VAE's crops)
+    # Real crops at the samples' own size (the sampler's --sample-size may differ from the VAE's crops)
     vae_config = read_config(record["vae"], VAEConfig, "VAE")
     vae_config = dataclasses.replace(vae_config, size=int(record.get("size", vae_config.size)))
     specs = style_specs or list(vae_config.styles)

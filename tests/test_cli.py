@@ -82,6 +82,7 @@ def test_one_meaning_per_flag(capsys):
     assert "--pair" in sampler and "--samples" in train
     # --size is the training crop; other sizes are named for what they mean
     assert "--size" not in optimize and "--size" not in stylize and "--max-size" not in stylize
+    assert "--size" not in sampler and "--sample-size" in sampler and "stylizer's --size" in sampler["--sample-size"]
     assert "--max-side" in optimize and "--max-side" in stylize
     # --json prints JSON; a file to write is --out
     assert "--json" not in evaluate and "--out" in evaluate

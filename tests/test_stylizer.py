@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -157,9 +158,13 @@ def test_mean_style_targets_average_the_samples_of_each_strength(samples):
         i = np.flatnonzero(np.all(mean.weights == w[k], axis=1))[0]
         np.testing.assert_array_equal(grams["relu1_2"][k], mean.grams["relu1_2"][i])
     style = str(samples.parent / "styles" / "night_swirls.png")
-    crops = D.StyleTargets(S.StylizerConfig(style_images=(style,), size=96, style_crop_size=32,
-                                            style_targets="mean"), vgg, layers)
-    assert crops.image_grams[0]["relu2_2"].shape == (1, 128, 128)
+    config = S.StylizerConfig(style_images=(style,), size=96, style_crop_size=32)
+    crops = D.StyleTargets(config, vgg, layers)
+    crops_mean = D.StyleTargets(dataclasses.replace(config, style_targets="mean"), vgg, layers)
+    assert crops_mean.image_grams[0]["relu2_2"].shape == (1, 128, 128)
+    np.testing.assert_allclose(crops_mean.image_grams[0]["relu2_2"][0], crops.image_grams[0]["relu2_2"].mean(0),
+                               rtol=1e-5, atol=1e-7)
+    assert np.abs(crops.image_grams[0]["relu2_2"][0] - crops_mean.image_grams[0]["relu2_2"][0]).max() > 1e-4
 
 
 def train_args(samples, content, run, steps):
@@ -260,6 +265,10 @@ def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert "nocontent" in capsys.readouterr().err
     assert S.main(train_args(tmp_path, tmp_path, tmp_path / "r3", 2)) == 2
     assert "manifest" in capsys.readouterr().err
+    style = str(samples.parent / "styles" / "night_swirls.png")  # mean of what? one whole image has one Gram
+    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r4"),
+                   "--style-targets", "mean"]) == 2
+    assert "--style-crop-size" in capsys.readouterr().err and not (tmp_path / "r4").exists()
 
 
 def test_broken_run_folder_is_a_one_line_error(samples, content_dir, tmp_path, capsys):

@@ -307,21 +307,30 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     assert "--noise-channels" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
-def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_path, capsys):
-    """style_sampler --size: a texture decoder trained on 64 px crops draws 128 px samples (recorded, verified, and
-    measured against real crops of that size); a seed decoder, or a size the decoder cannot draw, is refused in one
-    line before anything is written."""
+def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_path, capsys, monkeypatch):
+    """style_sampler --sample-size: a texture decoder trained on 64 px crops draws 128 px samples (recorded,
+    verified, and measured against real crops of that size); a seed decoder, or a size the decoder cannot draw, is
+    refused in one line before anything is written."""
     d, args = continuum_run
     if not (d / "tex_one" / "latents.npz").exists():
         assert V.main(args(d / "tex_one", 4) + ["--decoder", "texture"]) == 0
     out = tmp_path / "big"
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "2", "--points", "3",
-                               "--size", "128"]) == 0
+                               "--sample-size", "128"]) == 0
     assert {iu.load_image(p).shape for p in out.glob("*.png")} == {(128, 128, 3)}
     assert style_sampler.read_sampler_json(out)["size"] == 128
     assert style_sampler.main(["--out", str(out), "--verify"]) == 0
+    sizes = []  # the real reference crops are cut at the samples' 128 px, not the VAE's 64
+
+    def recording(style, config, rng, n):
+        sizes.append(config.size)
+        return training_crops(style, config, rng, n)
+
+    training_crops = vae_latents.training_crops
+    monkeypatch.setattr(vae_latents, "training_crops", recording)
     report = load_benchmark("sample_fidelity").measure(out, crops=8, max_pairs=10)
-    assert report["size"] == 128
+    monkeypatch.undo()
+    assert sizes and set(sizes) == {128} and report["size"] == 128
     # Asking an existing folder for another size is refused
     capsys.readouterr()
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "2", "--points", "3"]) == 2
@@ -330,6 +339,6 @@ def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_pa
         assert V.main(args(d / "one", 6)) == 0
     for vae, size, says in (("one", "128", "seed decoder"), ("tex_one", "100", "multiples of 8")):
         capsys.readouterr()
-        assert style_sampler.main(["--vae", str(d / vae), "--out", str(tmp_path / vae), "--size", size]) == 2
+        assert style_sampler.main(["--vae", str(d / vae), "--out", str(tmp_path / vae), "--sample-size", size]) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1 and not (tmp_path / vae).exists()
