@@ -57,7 +57,8 @@ VAE_VARIANTS["demo"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "
 VAE_VARIANTS["texture"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "0",
                            "--decoder", "texture", "--texture-layers", "relu1_2,relu2_2,relu3_3,relu4_3",
                            "--precision", "mixed_bfloat16"]
-# The same without relu4_3 (the default texture layers): relu4_3 costs a fourth VGG block per decode.
+# The same without relu4_3 (the default texture layers; make demo's VAE since the sixth session): relu4_3 costs a
+# fourth VGG block per decode.
 VAE_VARIANTS["texture-relu3"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "cosine", "--feature-weight", "0",
                                  "--decoder", "texture", "--precision", "mixed_bfloat16"]
 
@@ -267,7 +268,8 @@ def main(argv=None) -> int:
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
     # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
-    candidates = [f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
+    candidates = [f"vae_texture-relu3_{args.size}px_mean", f"vae_texture_{args.size}px_mean", "vae_texture_channels",
+                  *[r for r in sweeps if r in vae_of][::-1]]
     shown = next((r for r in candidates if r in sweeps), None)
     if shown:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
