@@ -15,8 +15,8 @@ code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to
 
 `--sample-size PX` draws the samples PX pixels square instead of at the VAE's crop size; only a `--decoder texture`
 VAE can (it is fully convolutional in its noise image). Give it the stylizer's --size: a Gram matrix depends on the
-image size as well as on the strokes (VGG's zero padding weighs the border, most at relu4_3), so the Grams of
-64 px samples miss those of the painting at 128 px even where the strokes match.
+image size as well as on the strokes (VGG's zero padding weighs the border, most at relu4_3), and the stylizer
+compares its output's Grams with the samples' (what it gives: README, the multi-style experiment).
 
 The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
 file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
@@ -273,9 +273,9 @@ def pair_noise(config: SamplerConfig, p: int, size: int, channels: int) -> np.nd
 
 
 def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
+    """The samples' size: --sample-size, or the VAE's crop size. Raises RunError when the VAE cannot draw at it."""
     from vae_model import TEXTURE_MULTIPLE
 
-    """The samples' size: --sample-size, or the VAE's crop size. Raises RunError when the VAE cannot draw at it."""
     if not config.size or config.size == vae_config.size:
         return vae_config.size
     if vae_config.decoder != "texture":
