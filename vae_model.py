@@ -121,6 +121,8 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
     import keras
     from keras import layers
 
+    from stylizer_net import ModulatedInstanceNorm
+
     if noise_channels < 1:
         raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
     z = keras.Input((latent_dim,), name="z")
@@ -129,12 +131,10 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
     noise = keras.Input((None, None, noise_channels), name="noise")
 
     def modulated(x, ch, name):
-        x = layers.GroupNormalization(groups=-1, center=False, scale=False, epsilon=1e-5, name=f"{name}_in")(x)
         # Starts as a plain instance norm (scale 1, shift 0) and learns how z moves each channel.
         scale = layers.Dense(ch, kernel_initializer="zeros", bias_initializer="ones", name=f"{name}_scale")(z)
         shift = layers.Dense(ch, kernel_initializer="zeros", name=f"{name}_shift")(z)
-        x = x * layers.Reshape((1, 1, ch))(scale) + layers.Reshape((1, 1, ch))(shift)
-        return layers.LeakyReLU(0.2)(x)
+        return layers.LeakyReLU(0.2)(ModulatedInstanceNorm(name=f"{name}_in")([x, scale, shift]))
 
     res = size // 2 ** len(TEXTURE_DECODER_CHANNELS)
     first, *rest = [width * k for k in TEXTURE_DECODER_CHANNELS]
