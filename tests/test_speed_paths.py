@@ -149,6 +149,32 @@ def test_modulated_norm_matches_group_norm_then_scale_and_shift():
     assert np.abs(plain.numpy() - out["fused"][0].numpy()).mean() > 0.1
 
 
+@pytest.mark.parametrize("kernel, channels, height, width", [(9, 32, 20, 14), (3, 5, 8, 12)])
+def test_blocked_conv_is_the_plain_conv(kernel, channels, height, width):
+    """The stylizer's last convolution on the space-to-depth view gives keras's Conv2D with the same variables, in
+    value and in the gradients of the kernel, the bias and the input (a non-square input, two kernel sizes)."""
+    from stylizer_net import BlockedConv2D
+
+    rng = np.random.default_rng(5)
+    x = tf.constant(rng.normal(size=(2, height + kernel - 1, width + kernel - 1, channels)).astype(np.float32))
+    blocked = BlockedConv2D(3, kernel, padding="valid", bias_initializer="random_normal")
+    plain = keras.layers.Conv2D(3, kernel, padding="valid")
+    blocked.build(x.shape), plain.build(x.shape)
+    plain.set_weights(blocked.get_weights())
+    weight = tf.constant(rng.normal(size=(2, height, width, 3)).astype(np.float32))
+    out = {}
+    for name, layer in (("blocked", blocked), ("plain", plain)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * weight)
+        out[name] = [y, *tape.gradient(loss, [x, *layer.trainable_variables])]
+    assert out["blocked"][0].shape == (2, height, width, 3)
+    assert np.abs(out["plain"][0].numpy()).mean() > 0.1
+    for fast, reference in zip(out["blocked"], out["plain"]):
+        np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-4, atol=1e-4)
+
+
 def test_reflection_pad_is_the_same_in_training_and_inference():
     import stylizer_net as N
 
