@@ -117,11 +117,23 @@ class StyleChannels(layers.Layer):
 # --------------------------------------------------------------------------------------------------------------------
 # Instance norm and its inference modes
 
+# bfloat16 activations go into the fused kernel as they are (it keeps its statistics, scale and offset in float32):
+# in the 512x512 bfloat16 forward the casts to float32 and back took as much time as the norms themselves.
+# False restores the cast path (tests compare the two; benchmarks/micro_ops.py times them).
+NATIVE_BFLOAT16_NORM = True
+
+
+def norm_input(x):
+    """What fused_instance_norm gets for activations x: x itself if bfloat16 (NATIVE_BFLOAT16_NORM), else float32."""
+    return x if (x.dtype == tf.bfloat16 and NATIVE_BFLOAT16_NORM) else tf.cast(x, tf.float32)
+
+
 def fused_instance_norm(x, channels: int, scale=None, offset=None, epsilon: float = 1e-5):
-    """(x - mean) / std * scale + offset per image and channel of a float32 [B, H, W, C] batch (scale and offset
-    [B, C]; none: 1 and 0), by one fused batch norm over the [1, H, W, B*C] view of the batch: each image's channels
-    are separate "channels", so the batch statistics are exactly per-image statistics, and the scale and shift ride in
-    the same kernel (forward and gradient). `channels`: C, restored as a literal in the result's shape."""
+    """(x - mean) / std * scale + offset per image and channel of a float32 or bfloat16 [B, H, W, C] batch (scale and
+    offset float32 [B, C]; none: 1 and 0), by one fused batch norm over the [1, H, W, B*C] view of the batch: each
+    image's channels are separate "channels", so the batch statistics are exactly per-image statistics, and the scale
+    and shift ride in the same kernel (forward and gradient). Returns x's dtype. `channels`: C, restored as a literal
+    in the result's shape."""
     shape = tf.shape(x)
     b, h, w, c = shape[0], shape[1], shape[2], shape[3]
     scale = tf.ones([b * c]) if scale is None else tf.reshape(scale, [b * c])
@@ -161,8 +173,7 @@ class InstanceNorm(layers.Layer):
         if self._norm_mode == "fused" and self._pixel_weights is None:
             # Training and plain stylizing: the per-image scale and shift ride in the fused kernel, one pass.
             scale, offset = self.affine(cond, tf.shape(x)[0])
-            normed = fused_instance_norm(tf.cast(x, tf.float32), x.shape[-1], scale, offset, self.epsilon)
-            return tf.cast(normed, dtype)
+            return tf.cast(fused_instance_norm(norm_input(x), x.shape[-1], scale, offset, self.epsilon), dtype)
         x = self.normalize(tf.cast(x, tf.float32), x.shape[-1])
         if self._pixel_weights is None:
             scale, offset = self.affine(cond, tf.shape(x)[0])
@@ -269,7 +280,7 @@ class ModulatedInstanceNorm(layers.Layer):
 
     def call(self, inputs):
         x, scale, shift = inputs
-        normed = fused_instance_norm(tf.cast(x, tf.float32), x.shape[-1], tf.cast(scale, tf.float32),
+        normed = fused_instance_norm(norm_input(x), x.shape[-1], tf.cast(scale, tf.float32),
                                      tf.cast(shift, tf.float32), self.epsilon)
         return tf.cast(normed, x.dtype)
 

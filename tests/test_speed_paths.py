@@ -175,6 +175,37 @@ def test_blocked_conv_is_the_plain_conv(kernel, channels, height, width):
         np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def test_bfloat16_norms_without_casts_give_the_cast_path():
+    """Under mixed_bfloat16 the instance norms take bfloat16 activations straight into the fused kernel (no cast to
+    float32 and back). The same weights through the net in bfloat16 with and without the casts give the same
+    pictures (the kernel computes in float32 inside), close to the float32 net's; the native graph has fewer casts."""
+    from conftest import gradient_image, styled_net
+
+    import stylizer_net as N
+    from run_dir import dtype_policy
+
+    reference = styled_net("cin")
+    images = tf.constant(np.stack([gradient_image(64, 64, seed=1), gradient_image(64, 64, seed=2)]))
+    weights = tf.constant([[1.0, 0.0], [0.3, 0.7]])
+    full = reference({"image": images, "weights": weights}).numpy()
+    with dtype_policy("mixed_bfloat16"):
+        half = N.build_stylizer(2, "cin")
+    half.set_weights(reference.get_weights())
+    out, casts = {}, {}
+    for native in (True, False):
+        N.NATIVE_BFLOAT16_NORM = native
+        try:
+            forward = tf.function(lambda x, w: half({"image": x, "weights": w}))
+            graph = forward.get_concrete_function(images, weights).graph
+            casts[native] = sum(op.type == "Cast" for op in graph.get_operations())
+            out[native] = forward(images, weights).numpy()
+        finally:
+            N.NATIVE_BFLOAT16_NORM = True
+    assert casts[True] < casts[False] - len(N.instance_norms(half)), casts
+    np.testing.assert_allclose(out[True], out[False], atol=1e-2)
+    assert np.abs(out[True] - full).mean() < 0.02
+
+
 def test_reflection_pad_is_the_same_in_training_and_inference():
     import stylizer_net as N
 
