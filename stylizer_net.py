@@ -233,8 +233,8 @@ class BlockedConv2D(layers.Conv2D):
     4x the input and output channels, whose outputs depth-to-space back to the plain convolution's, equal up to
     float rounding. The network's last 9x9 convolution has 3 output channels, which leave a CPU's vector units idle
     (in the 512x512 forward's profile: 14% of the time at a fifth of the float32 peak); blocked it has 12, for 1.23x
-    its multiply-adds. Measured on it at 512x512 (benchmarks/micro_ops.py): float32 forward 0.47x the time, forward
-    and gradients 0.58x; bfloat16 forward 1.46x (slower: kept plain), forward and gradients 0.74x. So the blocked
+    its multiply-adds. Measured on it at 512x512 (benchmarks/micro_ops.py): float32 forward 0.55x the time, forward
+    and gradients 0.60x; bfloat16 forward 1.63x (slower: kept plain), forward and gradients 0.74x. So the blocked
     path runs in float32 and in training. Same variables as Conv2D (checkpoints unchanged); inputs with an odd height
     or width, which the network never makes, take the plain path."""
 
@@ -270,7 +270,7 @@ class BlockedConv2D(layers.Conv2D):
 class ModulatedInstanceNorm(layers.Layer):
     """Instance norm whose per-image scale and shift are inputs: [x, scale, shift] -> the normalised x times scale plus
     shift (scale and shift [B, C], e.g. from a style code: the texture VAE's decoder, vae_model). No weights; float32
-    statistics by `fused_instance_norm`, the scale and shift inside the fused kernel: on this CPU 0.70-0.96x the time
+    statistics by `fused_instance_norm`, the scale and shift inside the fused kernel: on this CPU 0.70-0.83x the time
     of keras's GroupNormalization followed by a multiply and an add, forward and gradients, at the demo decoder's
     shapes (benchmarks/micro_ops.py)."""
 

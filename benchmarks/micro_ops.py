@@ -8,7 +8,9 @@ backward), at the shapes the networks use:
   the stylizer's last 9x9 convolution (32 -> 3 channels at 512x512, float32 and bfloat16) on the space-to-depth view
   (stylizer_net.BlockedConv2D) vs keras's Conv2D, forward and with the input's and kernel's gradients;
   the texture decoder's conditional instance norm (stylizer_net.ModulatedInstanceNorm) vs keras's GroupNormalization
-  then a multiply and an add, at the demo decoder's shapes (batch 24, bfloat16 in, float32 statistics).
+  then a multiply and an add, at the demo decoder's shapes (batch 24, bfloat16 in, float32 statistics);
+  bfloat16 instance norms fed bfloat16 (stylizer_net.NATIVE_BFLOAT16_NORM) vs cast to float32 and back: the
+  stylizer's forward at 512 and its training step (batch 4 at 256) in mixed_bfloat16, whole.
 The last line is JSON: for each op and shape, new / old time, forward and forward + backward.
 """
 import argparse
@@ -103,6 +105,32 @@ def modulated_norm(repeats: int, result: dict):
               f"{new[0] / old[0]:.2f}x forward, {new[1] / old[1]:.2f}x with the gradients", flush=True)
 
 
+def bfloat16_norms(repeats: int, result: dict):
+    import stylizer_net
+    from speed import forward_runner, train_step_runner
+
+    runs = {}
+    for native in (False, True):  # the flag is read when a function is traced: trace each under its setting
+        stylizer_net.NATIVE_BFLOAT16_NORM = native
+        try:
+            for name, make in (("forward_512", lambda: forward_runner(512, "mixed_bfloat16")),
+                               ("train_step", lambda: train_step_runner("channels", 2, 4, 256,
+                                                                        precision="mixed_bfloat16"))):
+                runs[name, native] = make()
+                runs[name, native]()
+        finally:
+            stylizer_net.NATIVE_BFLOAT16_NORM = True
+    seconds = {key: [] for key in runs}
+    for _ in range(repeats):  # alternating, so both see the same machine load
+        for key, run in runs.items():
+            seconds[key].append(median_time(run, 1, warmup=0))
+    for name in ("forward_512", "train_step"):
+        cast, native = (sorted(seconds[name, v])[len(seconds[name, v]) // 2] for v in (False, True))
+        result[f"bfloat16_norm_{name}"] = {"whole": native / cast}
+        print(f"mixed_bfloat16 {name}: norms fed bfloat16 {native * 1000:.0f} ms, cast to float32 and back "
+              f"{cast * 1000:.0f} ms -> {native / cast:.2f}x", flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--repeats", type=int, default=10, help="timed repeats of each figure (the median counts)")
@@ -134,6 +162,7 @@ def main(argv=None) -> int:
               f"forward, {slices[1] / mirror[1]:.2f}x with the gradient", flush=True)
     blocked_conv(args.repeats, result)
     modulated_norm(args.repeats, result)
+    bfloat16_norms(max(3, args.repeats // 2), result)
     print(json.dumps({k: {m: round(v, 3) for m, v in r.items()} for k, r in result.items()}))
     return 0
 
