@@ -2,8 +2,9 @@
 and Super-Resolution", arXiv 1603.08155) conditioned on style weights.
 
 - Layers (module level, registered for Keras serialization): ReflectionPad, NearestUpsample, PadToMultiple,
-  CropLike, StyleChannels, InstanceNorm with its inference modes and ModulatedInstanceNorm (scale and shift given
-  per image: the texture VAE's decoder uses it), the context managers `recording_statistics`,
+  CropLike, StyleChannels, InstanceNorm with its inference modes, ModulatedInstanceNorm (scale and shift given
+  per image: the texture VAE's decoder uses it) and BlockedConv2D (the last 9x9 convolution on a space-to-depth
+  view), the context managers `recording_statistics`,
   `fixed_statistics` (seamless tiles) and `unfused_norms` (TFLite export).
 - `build_stylizer(num_styles, conditioning)`: the named keras.Model {"image", "weights"} -> image.
 - `strength_weights`: a strength in [0, 1] as the network's style weights.
@@ -119,7 +120,8 @@ class StyleChannels(layers.Layer):
 
 # bfloat16 activations go into the fused kernel as they are (it keeps its statistics, scale and offset in float32):
 # in the 512x512 bfloat16 forward the casts to float32 and back took as much time as the norms themselves.
-# False restores the cast path (tests compare the two; benchmarks/micro_ops.py times them).
+# False restores the cast path (tests compare the two; benchmarks/micro_ops.py times them). Read when a function is
+# traced: functions traced before a change keep the path they were traced with.
 NATIVE_BFLOAT16_NORM = True
 
 
@@ -233,15 +235,17 @@ class BlockedConv2D(layers.Conv2D):
     4x the input and output channels, whose outputs depth-to-space back to the plain convolution's, equal up to
     float rounding. The network's last 9x9 convolution has 3 output channels, which leave a CPU's vector units idle
     (in the 512x512 forward's profile: 14% of the time at a fifth of the float32 peak); blocked it has 12, for 1.23x
-    its multiply-adds. Measured on it at 512x512 (benchmarks/micro_ops.py): float32 forward 0.55x the time, forward
-    and gradients 0.60x; bfloat16 forward 1.63x (slower: kept plain), forward and gradients 0.74x. So the blocked
-    path runs in float32 and in training. Same variables as Conv2D (checkpoints unchanged); inputs with an odd height
-    or width, which the network never makes, take the plain path."""
+    its multiply-adds. Measured on it at 512x512 (benchmarks/micro_ops.py): float32 forward 0.54x the time, forward
+    and gradients 0.56x; bfloat16 forward 1.68x (slower: kept plain), forward and gradients 0.72x. So the blocked
+    path runs in float32 and in training. Same variables as Conv2D (checkpoints unchanged). Inputs whose static
+    height or width is odd take the plain path; the network's are always even (padded to a multiple of 4, then by
+    the 9x9's 4 on each side), and an odd size known only at run time would fail in space_to_depth."""
 
     def call(self, x, training=None):
         k = self.kernel_size[0]
-        odd = x.shape[1] is not None and (x.shape[1] % 2 or x.shape[2] % 2)
-        plain_shape = self.strides != (1, 1) or self.padding != "valid" or k % 2 == 0 or self.kernel_size[1] != k
+        odd = any(d is not None and d % 2 for d in x.shape[1:3])
+        plain_shape = (self.strides != (1, 1) or self.padding != "valid" or k % 2 == 0 or self.kernel_size[1] != k
+                       or self.dilation_rate != (1, 1) or self.groups != 1 or self.data_format != "channels_last")
         if odd or plain_shape or not (training or self.compute_dtype == "float32"):
             return super().call(x)
         kernel = self.blocked_kernel(self.kernel)
@@ -270,9 +274,9 @@ class BlockedConv2D(layers.Conv2D):
 class ModulatedInstanceNorm(layers.Layer):
     """Instance norm whose per-image scale and shift are inputs: [x, scale, shift] -> the normalised x times scale plus
     shift (scale and shift [B, C], e.g. from a style code: the texture VAE's decoder, vae_model). No weights; float32
-    statistics by `fused_instance_norm`, the scale and shift inside the fused kernel: on this CPU 0.70-0.83x the time
-    of keras's GroupNormalization followed by a multiply and an add, forward and gradients, at the demo decoder's
-    shapes (benchmarks/micro_ops.py)."""
+    statistics by `fused_instance_norm`, the scale and shift inside the fused kernel. At the demo decoder's shapes in
+    bfloat16 (benchmarks/micro_ops.py) it takes 0.54-0.66x the time of keras's GroupNormalization followed by a
+    multiply and an add forward, 0.45-0.65x with the gradients."""
 
     def __init__(self, epsilon=1e-5, **kw):
         super().__init__(**kw)

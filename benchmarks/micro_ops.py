@@ -86,7 +86,7 @@ def modulated_norm(repeats: int, result: dict):
 
     from stylizer_net import ModulatedInstanceNorm
 
-    fused = ModulatedInstanceNorm()
+    fused = ModulatedInstanceNorm(dtype="mixed_bfloat16")  # as in the demo's decoder: bfloat16 in and out
     for shape in NORM_SHAPES:
         x = tf.cast(tf.random.normal(shape), tf.bfloat16)
         scale, shift = tf.random.normal(shape[:1] + shape[3:]) + 1.0, tf.random.normal(shape[:1] + shape[3:])

@@ -171,6 +171,8 @@ def test_blocked_conv_is_the_plain_conv(kernel, channels, height, width):
         out[name] = [y, *tape.gradient(loss, [x, *layer.trainable_variables])]
     assert out["blocked"][0].shape == (2, height, width, 3)
     assert np.abs(out["plain"][0].numpy()).mean() > 0.1
+    graph = tf.function(blocked).get_concrete_function(x).graph  # the blocked path is the one that ran
+    assert {"SpaceToDepth", "DepthToSpace"} <= {op.type for op in graph.get_operations()}
     for fast, reference in zip(out["blocked"], out["plain"]):
         np.testing.assert_allclose(fast.numpy(), reference.numpy(), rtol=1e-4, atol=1e-4)
 
@@ -178,7 +180,8 @@ def test_blocked_conv_is_the_plain_conv(kernel, channels, height, width):
 def test_bfloat16_norms_without_casts_give_the_cast_path():
     """Under mixed_bfloat16 the instance norms take bfloat16 activations straight into the fused kernel (no cast to
     float32 and back). The same weights through the net in bfloat16 with and without the casts give the same
-    pictures (the kernel computes in float32 inside), close to the float32 net's; the native graph has fewer casts."""
+    pictures (the kernel computes in float32 inside), close to the float32 net's, and the same training gradients
+    (which go through the blocked last convolution too); the native graph has fewer casts."""
     from conftest import gradient_image, styled_net
 
     import stylizer_net as N
@@ -191,7 +194,8 @@ def test_bfloat16_norms_without_casts_give_the_cast_path():
     with dtype_policy("mixed_bfloat16"):
         half = N.build_stylizer(2, "cin")
     half.set_weights(reference.get_weights())
-    out, casts = {}, {}
+    out, casts, grads = {}, {}, {}
+    target = tf.constant(np.random.default_rng(0).random(images.shape).astype(np.float32))
     for native in (True, False):
         N.NATIVE_BFLOAT16_NORM = native
         try:
@@ -199,11 +203,23 @@ def test_bfloat16_norms_without_casts_give_the_cast_path():
             graph = forward.get_concrete_function(images, weights).graph
             casts[native] = sum(op.type == "Cast" for op in graph.get_operations())
             out[native] = forward(images, weights).numpy()
+
+            @tf.function
+            def gradients():
+                with tf.GradientTape() as tape:
+                    y = half({"image": images, "weights": weights}, training=True)
+                    loss = tf.reduce_mean(tf.square(tf.cast(y, tf.float32) - target))
+                return tape.gradient(loss, half.trainable_variables)
+            grads[native] = [g.numpy() for g in gradients()]
         finally:
             N.NATIVE_BFLOAT16_NORM = True
     assert casts[True] < casts[False] - len(N.instance_norms(half)), casts
     np.testing.assert_allclose(out[True], out[False], atol=1e-2)
     assert np.abs(out[True] - full).mean() < 0.02
+    # Training's gradients through the norms agree too (bfloat16 rounding apart), weight by weight.
+    for native, cast in zip(grads[True], grads[False]):
+        scale = np.abs(cast).max() + 1e-12
+        assert np.abs(native - cast).max() <= 0.05 * scale
 
 
 def test_reflection_pad_is_the_same_in_training_and_inference():
