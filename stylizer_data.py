@@ -76,13 +76,15 @@ def style_image_grams(paths, size: int, vgg, layers):
 def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
     """Per style image, the Grams of `crops` random style_crop_size crops of it resized so its shorter side is
     `size`: the real-crop control of the VAE route (the crops a VAE trained with --style-size SIZE sees)."""
+    from vae_keras import VAEConfig
+    from vae_latents import training_crops
+
+    cut = VAEConfig(size=config.style_crop_size)  # the VAE's crop size, scale jitter, flips and turns
     rng = np.random.default_rng([config.seed, 2718])
     out = []
     for path in config.style_images:
         image = iu.resize_short_side(iu.load_image(path), config.size)
-        batch = [iu.random_crop(image, config.style_crop_size, rng, scale=(0.7, 1.5), flip=True, rotate90=True)
-                 for _ in range(crops)]
-        out.append(compute_grams(batch, vgg, layers))
+        out.append(compute_grams(list(training_crops(image, cut, rng, crops)), vgg, layers))
     return out
 
 

@@ -63,20 +63,6 @@ VAE_VARIANTS["texture-relu3"] = [*VAE_VARIANTS["continuum"], "--lr-schedule", "c
                                  "--decoder", "texture", "--precision", "mixed_bfloat16"]
 
 
-def measured_samples(folder: Path) -> dict:
-    """sample_fidelity.measure of a sample folder, kept in FOLDER/sample_fidelity.json with the manifest's hash (a
-    resumed experiment measures only new or changed folders)."""
-    cache = folder / "sample_fidelity.json"
-    digest = style_sampler.manifest_sha256(folder)
-    if cache.exists():
-        report = json.loads(cache.read_text())
-        if report.get("manifest_sha256") == digest:
-            return report
-    report = {**sample_fidelity.measure(folder), "manifest_sha256": digest}
-    iu.atomic_write_json(cache, report)
-    return report
-
-
 def held_out_content(size: int, folder=None) -> list[np.ndarray]:
     files = iu.list_images(folder) if folder else (iu.list_images(SHARED / "content") if SHARED.exists() else [])
     if files:
@@ -196,7 +182,7 @@ def main(argv=None) -> int:
         samples_dir = out / f"samples_{key}"
         timed(f"sampler_{key}", lambda v=out / f"vae_{name}", s=samples_dir, e=extra: style_sampler.main(
             ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9", *e]))
-        fidelity[key] = measured_samples(samples_dir)["summary"]
+        fidelity[key] = sample_fidelity.measure_cached(samples_dir)["summary"]
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",

@@ -218,6 +218,26 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
             "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
 
 
+def measure_cached(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
+    """measure(), kept in FOLDER/sample_fidelity.json with what it was measured from (the manifest's hash, the
+    styles, the crop count and the pair cap) under "measured_from": a call on an unchanged folder with the same
+    arguments reads it back instead of measuring again (the multi-style experiment measures many folders)."""
+    import style_sampler
+
+    key = {"manifest_sha256": style_sampler.manifest_sha256(folder), "styles": list(style_specs or []),
+           "crops": crops, "max_pairs": max_pairs}
+    cache = folder / "sample_fidelity.json"
+    try:
+        report = json.loads(cache.read_text())
+    except (OSError, json.JSONDecodeError):
+        report = {}
+    if isinstance(report, dict) and report.get("measured_from") == key:
+        return report
+    report = {**measure(folder, style_specs, crops, max_pairs), "measured_from": key}
+    iu.atomic_write_json(cache, report)
+    return report
+
+
 def steadiness(by_pair: dict, gram_of: dict, g_a: np.ndarray) -> tuple[list[float], list[float]]:
     """Per pair: the Spearman of t against the Gram distance to G_A, and the largest step / mean step along t."""
     from stylizer_eval import spearman

@@ -167,6 +167,27 @@ def test_frechet_distance_matches_the_gaussian_closed_form():
     assert fid.frechet_distance(x, x) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_sample_measures_are_cached_per_manifest_and_arguments(tmp_path, monkeypatch):
+    """measure_cached measures a folder once per (manifest, styles, crops, pair cap): an unchanged call reads the
+    stored report back; a changed manifest, other arguments or a damaged file measure again."""
+    fid = load_benchmark()
+    calls = []
+    monkeypatch.setattr(fid, "measure", lambda folder, styles, crops, pairs: calls.append(crops) or {"crops": crops})
+    folder = tmp_path / "samples"
+    folder.mkdir()
+    (folder / style_sampler.MANIFEST).write_text('{"file": "a.png"}\n')
+    assert fid.measure_cached(folder, crops=8)["crops"] == 8 and len(calls) == 1
+    assert fid.measure_cached(folder, crops=8)["crops"] == 8 and len(calls) == 1  # read back
+    fid.measure_cached(folder, crops=16)
+    assert calls == [8, 16]
+    (folder / style_sampler.MANIFEST).write_text('{"file": "b.png"}\n')
+    fid.measure_cached(folder, crops=16)
+    (folder / "sample_fidelity.json").write_text("{not json")
+    fid.measure_cached(folder, crops=16)
+    assert calls == [8, 16, 16, 16]
+    assert json.loads((folder / "sample_fidelity.json").read_text())["measured_from"]["crops"] == 16
+
+
 def test_near_duplicates_count_the_repeats_a_mean_hides():
     fid = load_benchmark()
     real = np.arange(100.0)  # the 5th percentile of real-crop pairs: 4.95
