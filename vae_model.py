@@ -232,7 +232,10 @@ def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, gram
     if kind in ("perceptual", "gram"):
         from perceptual import content_loss, gram_matrix, style_loss
         fr, ft = features or (vgg(recon), vgg(target))
-        feature = sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
+        # With --feature-weight 0 (the texture decoder) the feature term is not built at all: 0 x feature would
+        # still compute it and its gradient over whole feature maps.
+        feature = (sum(w * content_loss(fr[name], ft[name]) for name, w in PERCEPTUAL_LAYERS.items())
+                   if kind == "perceptual" or feature_weight else 0.0)
         if kind == "perceptual":
             return (feature + PERCEPTUAL_PIXEL_WEIGHT * mse) * pixels
         gr, gt = grams or ({n: gram_matrix(fr[n]) for n in PERCEPTUAL_LAYERS},
