@@ -136,7 +136,7 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
         shift = layers.Dense(ch, kernel_initializer="zeros", name=f"{name}_shift")(z)
         return layers.LeakyReLU(0.2)(ModulatedInstanceNorm(name=f"{name}_in")([x, scale, shift]))
 
-    res = size // 2 ** len(TEXTURE_DECODER_CHANNELS)
+    res = size // TEXTURE_MULTIPLE
     first, *rest = [width * k for k in TEXTURE_DECODER_CHANNELS]
     x = layers.Conv2D(first, 3, padding="same", name="start_conv")(pooled_noise(noise, size, res, "start_pool"))
     x = modulated(x, first, "start")

@@ -30,20 +30,6 @@ PAD_SHAPES = [((1, 512, 512, 32), 4), ((1, 128, 128, 128), 1), ((4, 256, 256, 32
 NORM_SHAPES = [(24, 8, 8, 128), (24, 16, 16, 64), (24, 32, 32, 32), (24, 64, 64, 32)]
 
 
-def forward_and_backward(op, x, repeats: int) -> tuple[float, float]:
-    import tensorflow as tf
-
-    forward = tf.function(lambda: tf.reduce_sum(op(x)))
-
-    @tf.function
-    def both():
-        with tf.GradientTape() as tape:
-            y = op(x)
-            loss = tf.reduce_sum(y * y)
-        return tape.gradient(loss, x)
-    return median_time(lambda: forward().numpy(), repeats), median_time(lambda: both().numpy(), repeats)
-
-
 def with_gradients(op, inputs: list, repeats: int, variables=()) -> tuple[float, float]:
     """Median seconds of op(*inputs) forward, and forward + the gradients of every input and of `variables` (the
     op's weights), of the sum of squares of its output."""
@@ -58,8 +44,7 @@ def with_gradients(op, inputs: list, repeats: int, variables=()) -> tuple[float,
             y = tf.cast(op(*inputs), tf.float32)
             loss = tf.reduce_sum(y * y)
         return tape.gradient(loss, [*inputs, *variables])
-    timed = median_time(lambda: forward().numpy(), repeats), median_time(lambda: [g.numpy() for g in both()], repeats)
-    return timed
+    return median_time(lambda: forward().numpy(), repeats), median_time(lambda: [g.numpy() for g in both()], repeats)
 
 
 def blocked_conv(repeats: int, result: dict):
@@ -108,6 +93,7 @@ def modulated_norm(repeats: int, result: dict):
 def bfloat16_norms(repeats: int, result: dict):
     import stylizer_net
     from speed import forward_runner, train_step_runner
+    from vae_cost import seconds_per_step
 
     runs = {}
     for native in (False, True):  # the flag is read when a function is traced: trace each under its setting
@@ -120,12 +106,10 @@ def bfloat16_norms(repeats: int, result: dict):
                 runs[name, native]()
         finally:
             stylizer_net.NATIVE_BFLOAT16_NORM = True
-    seconds = {key: [] for key in runs}
-    for _ in range(repeats):  # alternating, so both see the same machine load
-        for key, run in runs.items():
-            seconds[key].append(median_time(run, 1, warmup=0))
+    # alternating one-run blocks, so both see the same machine load
+    seconds = seconds_per_step({key: lambda n, run=run: run() for key, run in runs.items()}, repeats, 1)
     for name in ("forward_512", "train_step"):
-        cast, native = (sorted(seconds[name, v])[len(seconds[name, v]) // 2] for v in (False, True))
+        cast, native = seconds[name, False], seconds[name, True]
         result[f"bfloat16_norm_{name}"] = {"whole": native / cast}
         print(f"mixed_bfloat16 {name}: norms fed bfloat16 {native * 1000:.0f} ms, cast to float32 and back "
               f"{cast * 1000:.0f} ms -> {native / cast:.2f}x", flush=True)
@@ -144,7 +128,7 @@ def main(argv=None) -> int:
     result = {}
     for shape in GRAM_SHAPES:
         x = tf.Variable(tf.random.uniform(shape))
-        old, new = (forward_and_backward(op, x, args.repeats) for op in (einsum_gram, gram_matrix))
+        old, new = (with_gradients(op, [x], args.repeats) for op in (einsum_gram, gram_matrix))
         key = "gram_" + "x".join(map(str, shape))
         result[key] = {"forward": new[0] / old[0], "forward_backward": new[1] / old[1]}
         print(f"Gram {shape}: matmul {new[0] * 1000:.1f} / {new[1] * 1000:.1f} ms (forward / +backward), einsum "
@@ -153,8 +137,8 @@ def main(argv=None) -> int:
     for shape, pad in PAD_SHAPES:
         x = tf.Variable(tf.random.uniform(shape))
         layer = ReflectionPad(pad)
-        mirror = forward_and_backward(lambda v: layer(v, training=True), x, args.repeats)
-        slices = forward_and_backward(lambda v: layer(v, training=False), x, args.repeats)
+        mirror = with_gradients(lambda v: layer(v, training=True), [x], args.repeats)
+        slices = with_gradients(lambda v: layer(v, training=False), [x], args.repeats)
         key = f"pad{pad}_" + "x".join(map(str, shape))
         result[key] = {"forward": slices[0] / mirror[0], "forward_backward": slices[1] / mirror[1]}
         print(f"reflection pad {pad} of {shape}: slices {slices[0] * 1000:.1f} / {slices[1] * 1000:.1f} ms, MirrorPad "

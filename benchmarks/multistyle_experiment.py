@@ -129,9 +129,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="sweep figure")
     args = ap.parse_args(argv)
-    vaes = args.vaes.split(",")
     named = {flag: list(filter(None, value.split(","))) for flag, value in
              (("--vaes", args.vaes), ("--draw-at-size", args.draw_at_size), ("--mean-targets", args.mean_targets))}
+    vaes = named["--vaes"]
     unknown = [f"{flag} {n}" for flag, names in named.items() for n in names if n not in VAE_VARIANTS]
     if unknown:
         return iu.fail(f"unknown VAE variants ({', '.join(unknown)}): have {', '.join(VAE_VARIANTS)}")
