@@ -57,6 +57,7 @@ class StylizerConfig(RunControl):
     style_images: tuple = ()         # or 1-2 style images (single style / direct Gram mixing baselines)
     style_crop_size: int = 0         # with style images: Gram targets of random crops of this size (0: whole image)
     strength_draw: str = "uniform"   # with two style images: t ~ U(0, 1), or "ends": t in {0, 1} only
+    end_share: float = 0.0           # the share of examples drawn at a pure style (t = 0 or 1; a sample of one style)
     style_targets: str = "each"      # a sample's (crop's) own Gram, or "mean": the mean over its style weights
     content: str = str(DEFAULT_CONTENT)
     conditioning: str = "channels"
@@ -202,6 +203,8 @@ def train_command(args) -> int:
         return iu.fail("--style takes one image (single style) or two (direct mixing)")
     if args.steps < 1 or args.batch_size < 1 or args.size < 16:
         return iu.fail("need --steps >= 1, --batch-size >= 1 and --size >= 16")
+    if not 0.0 <= args.end_share <= 1.0:
+        return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
     if args.style_targets == "mean" and not (args.samples or args.style_crop_size):
         return iu.fail("--style-targets mean averages samples or crops: give --samples or --style-crop-size")
     conditioning = args.conditioning or ("none" if len(args.style_images) == 1 else "channels")
@@ -333,6 +336,10 @@ def add_train_args(p):
                    help="with --style: Gram targets of random PX crops of the style at --size (0: the whole image)")
     p.add_argument("--strength-draw", choices=("uniform", "ends"), default=d.strength_draw,
                    help="with two --style: training strengths drawn uniformly from [0, 1], or only 0 and 1")
+    p.add_argument("--end-share", type=float, default=d.end_share, metavar="F",
+                   help="draw this share of the training examples at a pure style (strength 0 or 1, half each; with "
+                        "--samples, a sample of a single style) and the rest as --strength-draw (or uniformly over "
+                        "the samples) does; the ends are where the net is compared with single-style nets")
     p.add_argument("--style-targets", choices=STYLE_TARGETS, default=d.style_targets,
                    help="with --samples or --style-crop-size: each example's target is one sample's (crop's) Gram, "
                         "or the mean Gram of all samples with its style weights (of all crops of its image)")

@@ -106,6 +106,7 @@ class StyleTargets:
     per example; `config.samples`), one style image, or two style images mixed by a uniform strength
     (`config.style_images`). With `config.style_crop_size` an image's target is the Gram of one of its random crops
     (drawn per example), and with `strength_draw="ends"` two images are mixed only at strengths 0 and 1. With
+    `end_share` F, a share F of the examples is drawn at a pure style (strength 0 or 1, or a sample of one style). With
     `style_targets="mean"` a sample's (crop's) target is the mean Gram of all samples with its style weights (all
     crops of its image) instead of its own: the squared Gram loss over random targets has its optimum at their mean
     anyway, and the mean reaches it without the targets' noise."""
@@ -127,7 +128,13 @@ class StyleTargets:
             self.names = [Path(p).stem for p in config.style_images]
             self.mode = "images"
         self.ends_only = config.strength_draw == "ends"
+        self.end_share = config.end_share
         self.num_styles = len(self.names)
+        if self.mode == "samples" and self.end_share:
+            self.pure = np.flatnonzero(self.weights.max(1) > 1.0 - 1e-6)  # the samples of a single style
+            if not len(self.pure):
+                raise RunError(f"{config.samples}: --end-share needs samples of a single style (t = 0 or 1); "
+                               "this folder has none")
 
     def pick(self, k: int, rng: np.random.Generator, batch_size: int) -> dict:
         """Style k's Gram targets for a batch: its whole-image Gram, or one random crop's Gram per example."""
@@ -139,6 +146,9 @@ class StyleTargets:
     def batch(self, rng: np.random.Generator, batch_size: int):
         if self.mode == "samples":
             idx = rng.integers(0, len(self.weights), batch_size)
+            if self.end_share:
+                at_end = rng.uniform(size=batch_size) < self.end_share
+                idx = np.where(at_end, self.pure[rng.integers(0, len(self.pure), batch_size)], idx)
             return self.weights[idx], {name: self.grams[name][idx] for name in self.layers}
         if self.num_styles == 1:
             return np.ones((batch_size, 1), np.float32), self.pick(0, rng, batch_size)
@@ -146,6 +156,9 @@ class StyleTargets:
             t = rng.integers(0, 2, batch_size).astype(np.float32)
         else:
             t = rng.uniform(0.0, 1.0, batch_size).astype(np.float32)
+            if self.end_share:
+                at_end = rng.uniform(size=batch_size) < self.end_share
+                t = np.where(at_end, rng.integers(0, 2, batch_size), t).astype(np.float32)
         w = strength_weights(2, t)
         first, last = self.pick(0, rng, batch_size), self.pick(1, rng, batch_size)
         grams = {name: w[:, 0, None, None] * first[name] + w[:, 1, None, None] * last[name] for name in self.layers}

@@ -170,6 +170,36 @@ def test_mean_style_targets_average_the_samples_of_each_strength(samples):
     assert np.abs(crops.image_grams[0]["relu2_2"][0] - crops_mean.image_grams[0]["relu2_2"][0]).max() > 1e-4
 
 
+def test_end_share_draws_that_share_at_a_pure_style_and_leaves_the_rest_as_before(samples):
+    """--end-share F: about F of the examples at strength 0 or 1 (two style images) or on a sample of one style (a
+    sample folder), half at each end; the other examples are drawn as without it, and F=0 draws exactly as before."""
+    from perceptual import vgg_features
+    layers = ["relu1_2"]
+    vgg = vgg_features(layers)
+    styles = tuple(str(samples.parent / "styles" / f"{n}.png") for n in ("night_swirls", "honeycomb"))
+    for source in ({"samples": str(samples)}, {"style_images": styles, "size": 64}):
+        plain = D.StyleTargets(S.StylizerConfig(**source), vgg, layers)
+        ends = D.StyleTargets(S.StylizerConfig(**source, end_share=0.5), vgg, layers)
+        w0, g0 = plain.batch(np.random.default_rng(3), 2000)
+        w1, g1 = ends.batch(np.random.default_rng(3), 2000)
+        pure0, pure1 = w0.max(1) > 1 - 1e-6, w1.max(1) > 1 - 1e-6
+        # samples: 2 of the 5 points are pure (40%, + half of the other 60% = 70%); strengths: none of U(0, 1)
+        share = 0.4 if "samples" in source else 0.0
+        assert abs(pure0.mean() - share) < 0.04 and abs(pure1.mean() - (share + 0.5 * (1 - share))) < 0.04
+        assert abs(w1[pure1, 0].mean() - 0.5) < 0.06  # both ends
+        np.testing.assert_array_equal(w1[~pure1], w0[~pure1])  # the rest: the same draws
+        for k in np.flatnonzero(pure1)[:20]:  # each pure example's target is a Gram of its style
+            style = int(np.argmax(w1[k]))
+            if "samples" in source:
+                own = plain.grams["relu1_2"][np.flatnonzero(plain.weights[:, style] > 1 - 1e-6)]
+                assert np.abs(own - g1["relu1_2"][k]).max(axis=(1, 2)).min() == 0.0
+            else:
+                np.testing.assert_allclose(g1["relu1_2"][k], plain.image_grams[style]["relu1_2"][0], rtol=1e-6)
+        again, _ = D.StyleTargets(S.StylizerConfig(**source, end_share=0.0), vgg, layers).batch(
+            np.random.default_rng(3), 2000)
+        np.testing.assert_array_equal(again, w0)
+
+
 def train_args(samples, content, run, steps):
     return ["train", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
@@ -272,6 +302,8 @@ def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r4"),
                    "--style-targets", "mean"]) == 2
     assert "--style-crop-size" in capsys.readouterr().err and not (tmp_path / "r4").exists()
+    assert S.main([*train_args(samples, tmp_path, tmp_path / "r5", 2), "--end-share", "1.5"]) == 2
+    assert "--end-share 1.5" in capsys.readouterr().err and not (tmp_path / "r5").exists()
 
 
 def test_broken_run_folder_is_a_one_line_error(samples, content_dir, tmp_path, capsys):

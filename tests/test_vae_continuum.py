@@ -2,6 +2,7 @@
 the sample measures of benchmarks/sample_fidelity.py."""
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +154,7 @@ def test_sampler_gives_each_pair_its_own_noise_and_stays_byte_identical(continuu
 def load_benchmark(name="sample_fidelity"):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
 
@@ -363,3 +365,29 @@ def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_pa
         assert style_sampler.main(["--vae", str(d / vae), "--out", str(tmp_path / vae), "--sample-size", size]) == 2
         err = capsys.readouterr().err
         assert says in err and len(err.strip().splitlines()) == 1 and not (tmp_path / vae).exists()
+
+
+
+def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_run, capsys):
+    """benchmarks/endpoint_reach.py: descending on the endpoint Gram error through the frozen decoder (means) or on
+    the decoder's weights (decoder) lowers the held-out error of a barely trained texture VAE, reports how far each
+    moved, and leaves the run folder as it was."""
+    d, args = continuum_run
+    run = d / "tex_one"
+    if not (run / "latents.npz").exists():
+        assert V.main(args(run, 4) + ["--decoder", "texture"]) == 0
+    files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+    bench = load_benchmark("endpoint_reach")
+    capsys.readouterr()
+    assert bench.main(["--vae", str(run), "--steps", "20", "--batch-size", "4", "--crops", "8", "--lr-means", "0.5",
+                       "--lr-decoder", "0.01"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    # A 4-step VAE's codes hardly change its pictures, so its means reach little; its decoder's weights reach more
+    for what, gain in (("means", 1.0), ("decoder", 0.9)):
+        r = report[what]
+        assert len(r["before"]) == 2 and all(a < gain * b for a, b in zip(r["after"], r["before"])), (what, r)
+    assert min(report["means"]["moved"]) > 0.05 and report["decoder"]["moved"][0] > 1e-3
+    assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    capsys.readouterr()
+    assert bench.main(["--vae", str(run), "--what", "codes"]) == 2
+    assert "means, decoder" in capsys.readouterr().err
