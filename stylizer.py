@@ -59,6 +59,7 @@ class StylizerConfig(RunControl):
     strength_draw: str = "uniform"   # with two style images: t ~ U(0, 1), or "ends": t in {0, 1} only
     end_share: float = 0.0           # the share of examples drawn at a pure style (t = 0 or 1; a sample of one style)
     style_targets: str = "each"      # a sample's (crop's) own Gram, or "mean": the mean over its style weights
+    anchor_ends: bool = False        # samples: shift targets so the pure styles' mean is the painting's own Gram
     content: str = str(DEFAULT_CONTENT)
     conditioning: str = "channels"
     size: int = 224
@@ -205,6 +206,8 @@ def train_command(args) -> int:
         return iu.fail("need --steps >= 1, --batch-size >= 1 and --size >= 16")
     if not 0.0 <= args.end_share <= 1.0:
         return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
+    if args.anchor_ends and not args.samples:
+        return iu.fail("--anchor-ends moves sampled styles' targets: give --samples DIR")
     if args.style_targets == "mean" and not (args.samples or args.style_crop_size):
         return iu.fail("--style-targets mean averages samples or crops: give --samples or --style-crop-size")
     conditioning = args.conditioning or ("none" if len(args.style_images) == 1 else "channels")
@@ -343,6 +346,11 @@ def add_train_args(p):
     p.add_argument("--style-targets", choices=STYLE_TARGETS, default=d.style_targets,
                    help="with --samples or --style-crop-size: each example's target is one sample's (crop's) Gram, "
                         "or the mean Gram of all samples with its style weights (of all crops of its image)")
+    p.add_argument("--anchor-ends", action="store_true",
+                   help="with --samples: add to every sample's Gram target its weights' mix of (the painting's "
+                        "whole-image Gram at --size - the mean Gram of that style's pure samples), so the ends are "
+                        "the paintings themselves and the VAE gives the way between them (the paintings are the "
+                        "VAE's style images)")
     p.add_argument("--content", default=d.content, help="folder of content images, searched recursively")
     p.add_argument("--run-dir", type=Path, required=True, help="the run folder (resumed if it exists)")
     p.add_argument("--conditioning", choices=CONDITIONINGS, default=None,

@@ -88,6 +88,37 @@ def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
     return out
 
 
+def sample_style_grams(config, vgg, layers) -> list[dict]:
+    """The whole-image Grams, at the stylizer's --size, of the style images of the VAE a sample folder was drawn
+    from (its sampler.json names the VAE run, whose config.json names the images), in the samples' style order."""
+    from run_dir import read_config
+    from vae_keras import VAEConfig, load_styles
+
+    record = style_sampler.read_sampler_json(config.samples) or {}
+    if "vae" not in record:
+        raise RunError(f"{config.samples}: its {style_sampler.SAMPLER_JSON} names no VAE, whose paintings "
+                       "--anchor-ends needs")
+    vae_config = read_config(record["vae"], VAEConfig, "VAE")
+    images = load_styles(vae_config.styles, 1, config.size)  # shorter side --size, as style_image_grams has them
+    return [compute_grams([im], vgg, layers) for im in images]
+
+
+def anchored(weights: np.ndarray, grams: dict, paintings: list[dict]) -> dict:
+    """Sample Grams moved so that each style's pure samples (weight 1) have the painting's Gram as their mean: every
+    sample gains its weights' mix of (painting - mean of the style's pure samples). Along a pair walk the VAE's way
+    between the two ends stays; only the ends, and the straight line between them, move onto the paintings."""
+    out = {}
+    for name, g in grams.items():
+        shift = np.zeros((weights.shape[1], *g.shape[1:]), np.float64)
+        for k, painting in enumerate(paintings):
+            pure = weights[:, k] > 1.0 - 1e-6
+            if not pure.any():
+                raise RunError(f"style {k} has no pure samples (t = 0 or 1) to anchor")
+            shift[k] = painting[name][0] - g[pure].mean(0)
+        out[name] = (g + np.einsum("ns,scd->ncd", weights, shift)).astype(g.dtype)
+    return out
+
+
 def mean_by_weights(weights: np.ndarray, grams: dict) -> dict:
     """Each sample's Grams replaced by the mean over the samples with the same style weights (the same t of a pair
     walk): {layer: [N, C, C]}, row for row."""
@@ -118,6 +149,8 @@ class StyleTargets:
             self.mode = "samples"
             if config.style_targets == "mean":
                 self.grams = mean_by_weights(self.weights, self.grams)
+            if config.anchor_ends:
+                self.grams = anchored(self.weights, self.grams, sample_style_grams(config, vgg, layers))
         else:
             if config.style_crop_size:
                 self.image_grams = style_crop_grams(config, vgg, layers)

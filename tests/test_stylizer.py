@@ -200,6 +200,30 @@ def test_end_share_draws_that_share_at_a_pure_style_and_leaves_the_rest_as_befor
         np.testing.assert_array_equal(again, w0)
 
 
+def test_anchored_targets_put_the_pure_samples_on_the_paintings_and_keep_the_rest_of_the_walk(samples):
+    """--anchor-ends: the mean target of each style's pure samples becomes the painting's whole-image Gram at --size
+    (the VAE's style image), every sample moves by its weights' mix of the two ends' shifts (so samples at one t keep
+    their differences), with each and with mean targets."""
+    from perceptual import vgg_features
+    layers = ["relu1_2", "relu2_2"]
+    vgg = vgg_features(layers)
+    styles = [str(samples.parent / "styles" / f"{n}.png") for n in ("night_swirls", "honeycomb")]
+    paintings = D.style_image_grams(styles, 64, vgg, layers)
+    for targets in ("each", "mean"):
+        config = S.StylizerConfig(samples=str(samples), size=64, style_targets=targets)
+        plain = D.StyleTargets(config, vgg, layers)
+        moved = D.StyleTargets(dataclasses.replace(config, anchor_ends=True), vgg, layers)
+        w = plain.weights
+        for k in (0, 1):
+            pure = w[:, k] > 1 - 1e-6
+            np.testing.assert_allclose(moved.grams["relu2_2"][pure].mean(0), paintings[k]["relu2_2"][0], rtol=1e-4,
+                                       atol=1e-6)
+            assert np.abs(plain.grams["relu2_2"][pure].mean(0) - paintings[k]["relu2_2"][0]).max() > 1e-3
+        shift = moved.grams["relu1_2"] - plain.grams["relu1_2"]
+        ends = [shift[w[:, k] > 1 - 1e-6][0] for k in (0, 1)]
+        np.testing.assert_allclose(shift, np.einsum("ns,scd->ncd", w, np.stack(ends)), rtol=1e-4, atol=1e-6)
+
+
 def train_args(samples, content, run, steps):
     return ["train", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
@@ -304,6 +328,9 @@ def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert "--style-crop-size" in capsys.readouterr().err and not (tmp_path / "r4").exists()
     assert S.main([*train_args(samples, tmp_path, tmp_path / "r5", 2), "--end-share", "1.5"]) == 2
     assert "--end-share 1.5" in capsys.readouterr().err and not (tmp_path / "r5").exists()
+    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r6"),
+                   "--anchor-ends"]) == 2
+    assert "--samples" in capsys.readouterr().err and not (tmp_path / "r6").exists()
 
 
 def test_broken_run_folder_is_a_one_line_error(samples, content_dir, tmp_path, capsys):
