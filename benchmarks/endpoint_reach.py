@@ -143,22 +143,22 @@ def reach(vae, latents: dict, targets: list[dict], settings: Settings, vgg, what
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+                                 formatter_class=iu.HelpFormatter)
     d = Settings(size=0)
     ap.add_argument("--vae", type=Path, required=True, help="a trained vae_keras.py run folder (with latents.npz)")
     ap.add_argument("--sample-size", type=int, default=0, metavar="PX",
                     help="size of the draws and the real crops (a texture decoder draws any multiple of 8; 0: the "
-                         "VAE's crop size) (default: %(default)s)")
-    ap.add_argument("--what", default=",".join(WHATS), help="comma-separated: means, decoder (default: %(default)s)")
-    ap.add_argument("--steps", type=int, default=d.steps, help="Adam steps for each (default: %(default)s)")
+                         "VAE's crop size)")
+    ap.add_argument("--what", default=",".join(WHATS), help="comma-separated: means, decoder")
+    ap.add_argument("--steps", type=int, default=d.steps, help="Adam steps for each")
     ap.add_argument("--batch-size", type=int, default=d.batch_size,
-                    help="draws per style and step, even (default: %(default)s)")
-    ap.add_argument("--crops", type=int, default=d.crops, help="real crops per style (default: %(default)s)")
+                    help="draws per style and step, even")
+    ap.add_argument("--crops", type=int, default=d.crops, help="real crops per style")
     ap.add_argument("--lr-means", type=float, default=d.lr_means,
-                    help="Adam learning rate on the mean codes (default: %(default)s)")
+                    help="Adam learning rate on the mean codes")
     ap.add_argument("--lr-decoder", type=float, default=d.lr_decoder,
-                    help="Adam learning rate on the decoder's weights (default: %(default)s)")
-    ap.add_argument("--seed", type=int, default=d.seed, help="seed of the draws and crops (default: %(default)s)")
+                    help="Adam learning rate on the decoder's weights")
+    ap.add_argument("--seed", type=int, default=d.seed, help="seed of the draws and crops")
     args = ap.parse_args(argv)
     whats = [w.strip() for w in args.what.split(",") if w.strip()]
     if not whats or any(w not in WHATS for w in whats):
