@@ -206,6 +206,9 @@ def train_command(args) -> int:
         return iu.fail("need --steps >= 1, --batch-size >= 1 and --size >= 16")
     if not 0.0 <= args.end_share <= 1.0:
         return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
+    if args.end_share and (len(args.style_images) == 1 or args.strength_draw == "ends"):
+        return iu.fail("--end-share draws some examples at the ends of a continuum: it needs --samples or two "
+                       "--style images with --strength-draw uniform")
     if args.anchor_ends and not args.samples:
         return iu.fail("--anchor-ends moves sampled styles' targets: give --samples DIR")
     if args.style_targets == "mean" and not (args.samples or args.style_crop_size):

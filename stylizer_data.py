@@ -107,10 +107,14 @@ def anchored(weights: np.ndarray, grams: dict, paintings: list[dict]) -> dict:
     """Sample Grams moved so that each style's pure samples (weight 1) have the painting's Gram as their mean: every
     sample gains its weights' mix of (painting - mean of the style's pure samples). Along a pair walk the VAE's way
     between the two ends stays; only the ends, and the straight line between them, move onto the paintings."""
+    if len(paintings) != weights.shape[1]:
+        raise RunError(f"the samples weigh {weights.shape[1]} styles, their VAE has {len(paintings)} style images")
     out = {}
     for name, g in grams.items():
         shift = np.zeros((weights.shape[1], *g.shape[1:]), np.float64)
         for k, painting in enumerate(paintings):
+            if not weights[:, k].any():  # a style of the VAE this folder never draws (style_sampler --pair)
+                continue
             pure = weights[:, k] > 1.0 - 1e-6
             if not pure.any():
                 raise RunError(f"style {k} has no pure samples (t = 0 or 1) to anchor")

@@ -11,8 +11,9 @@ by gradient descent on the squared error itself, through VGG16, from the trained
 Draws are made as style_sampler.py makes them (each style's Gaussian in latents.npz, one noise image per draw) at
 `--sample-size` (the sampler's; default the VAE's crop size), and compared with real crops of the style cut as VAE
 training cuts them, at that size, over relu1_2 ... relu4_3 (the stylizer's style layers). The error printed is
-sample_fidelity.py's: ||mean G(draws) - G(real crops)|| / ||G_A - G_B||, on fixed held-out draws (4 x --batch-size per
-style) before and after. Nothing is written to the VAE's folder.
+||mean G(draws) - G(real crops)|| / ||G_A - G_B|| (sample_fidelity.py's for a two-style VAE; with more styles the
+denominator is the root mean square over pairs of styles), on fixed held-out draws (4 x --batch-size per style)
+before and after. Nothing is written to the VAE's folder.
 
     python benchmarks/endpoint_reach.py --vae runs/demo/vae --sample-size 128 [--what means,decoder]
 
@@ -52,20 +53,12 @@ class Settings:
 
 def target_grams(styles, vae_config, settings: Settings, vgg) -> list[dict]:
     """Per style, {layer: mean Gram [C, C]} over `settings.crops` real crops cut at the draws' size."""
-    from perceptual import gram_matrix
-    from vae_latents import training_crops
+    from vae_keras import mean_style_grams
 
-    rng = np.random.default_rng([vae_config.seed, settings.seed, 8128])
-    crop_config = dataclasses.replace(vae_config, size=settings.size)
-    targets = []
-    for style in styles:
-        sums = {n: 0.0 for n in LAYERS}
-        for start in range(0, settings.crops, 16):
-            features = vgg(training_crops(style, crop_config, rng, min(16, settings.crops - start)))
-            for n in LAYERS:
-                sums[n] = sums[n] + gram_matrix(features[n]).numpy().sum(0)
-        targets.append({n: (sums[n] / settings.crops).astype(np.float32) for n in LAYERS})
-    return targets
+    cut = dataclasses.replace(vae_config, size=settings.size, texture_layers=LAYERS,
+                              seed=vae_config.seed + settings.seed)
+    grams = mean_style_grams(styles, cut, vgg, settings.crops)
+    return [{n: grams[n][k] for n in LAYERS} for k in range(len(styles))]
 
 
 def reach(vae, latents: dict, targets: list[dict], settings: Settings, vgg, what: str) -> dict:
@@ -128,16 +121,18 @@ def reach(vae, latents: dict, targets: list[dict], settings: Settings, vgg, what
         return np.sqrt(sum(np.sum((sums[n] / 4 - goal[n].numpy()) ** 2, axis=(1, 2)) for n in LAYERS) / span2)
 
     weights = [v.numpy() for v in vae.decoder.trainable_variables]
-    before, t0 = held_out_error(), time.perf_counter()
-    for i in range(s.steps):
-        step(*draws(np.random.default_rng([s.seed, i]), s.batch_size))
-    seconds = time.perf_counter() - t0
-    after = held_out_error()
-    moved = (np.linalg.norm(offset.numpy(), axis=1).tolist() if what == "means" else
-             [float(np.sqrt(sum(np.sum((v.numpy() - w) ** 2) for v, w in zip(vae.decoder.trainable_variables,
-                                                                             weights))))])
-    for v, w in zip(vae.decoder.trainable_variables, weights):  # the caller's VAE as it came
-        v.assign(w)
+    try:
+        before, t0 = held_out_error(), time.perf_counter()
+        for i in range(s.steps):
+            step(*draws(np.random.default_rng([s.seed, i]), s.batch_size))
+        seconds = time.perf_counter() - t0
+        after = held_out_error()
+        moved = (np.linalg.norm(offset.numpy(), axis=1).tolist() if what == "means" else
+                 [float(np.sqrt(sum(np.sum((v.numpy() - w) ** 2) for v, w in zip(vae.decoder.trainable_variables,
+                                                                                 weights))))])
+    finally:
+        for v, w in zip(vae.decoder.trainable_variables, weights):  # the caller's VAE as it came
+            v.assign(w)
     return {"before": before.tolist(), "after": after.tolist(), "seconds": seconds, "moved": moved}
 
 
@@ -163,21 +158,17 @@ def main(argv=None) -> int:
     whats = [w.strip() for w in args.what.split(",") if w.strip()]
     if not whats or any(w not in WHATS for w in whats):
         return iu.fail(f"--what {args.what}: use some of {', '.join(WHATS)}")
-    if args.steps < 0 or args.batch_size < 2 or args.batch_size % 2 or args.crops < 1:
-        return iu.fail("need --steps >= 0, an even --batch-size >= 2 and --crops >= 1")
+    if args.steps < 0 or args.batch_size < 2 or args.batch_size % 2 or args.crops < 1 or args.sample_size < 0:
+        return iu.fail("need --steps >= 0, an even --batch-size >= 2, --crops >= 1 and --sample-size >= 0")
     from perceptual import vgg_features
+    from style_sampler import SamplerConfig, sample_size
     from vae_keras import load_styles, load_vae
     from vae_latents import load_latents
 
     try:
         vae, config = load_vae(args.vae)
         latents = load_latents(args.vae)
-        size = args.sample_size or config.size
-        if size != config.size and config.decoder != "texture":
-            raise RunError(f"{args.vae}: --sample-size {size}: only a texture decoder draws another size than its "
-                           f"crops ({config.size})")
-        if size % 8:
-            raise RunError(f"--sample-size {size}: the texture decoder draws multiples of 8")
+        size = sample_size(SamplerConfig(vae=str(args.vae), size=args.sample_size), config, args.vae)
         styles = load_styles(config.styles, config.size, config.style_size)
     except (RunError, iu.ImageError) as e:
         return iu.fail(str(e))

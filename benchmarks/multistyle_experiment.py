@@ -123,16 +123,20 @@ def main(argv=None) -> int:
     ap.add_argument("--mean-targets", default="texture,texture-relu3", metavar="NAMES",
                     help="comma-separated VAE variants whose sample sets also train a net with --style-targets mean "
                          "(each example's target the mean Gram of the samples at its t); adds crops_ends_mean")
-    ap.add_argument("--end-share", type=float, default=0.5, metavar="F",
-                    help="also train the mixing net and each --mean-targets net (and its --anchor-ends twin, which "
-                         "every mean-target net has) with stylizer.py --end-share F (a share F of the examples at "
-                         "strength 0 or 1); 0: not")
+    ap.add_argument("--anchor-ends", action="store_true",
+                    help="also train each --mean-targets net with stylizer.py --anchor-ends (its pure samples' mean "
+                         "moved onto the painting): one more net per mean-target net")
+    ap.add_argument("--end-share", type=float, default=0.0, metavar="F",
+                    help="also train the mixing net and each --mean-targets net (and its --anchor-ends twin) with "
+                         "stylizer.py --end-share F (a share F of the examples at strength 0 or 1); 0: not")
     ap.add_argument("--cin", action="store_true", help="also train a cin net on the last VAE's samples")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="sweep figure")
     args = ap.parse_args(argv)
+    if not 0.0 <= args.end_share <= 1.0:
+        return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
     named = {flag: list(filter(None, value.split(","))) for flag, value in
              (("--vaes", args.vaes), ("--draw-at-size", args.draw_at_size), ("--mean-targets", args.mean_targets))}
     vaes = named["--vaes"]
@@ -210,12 +214,13 @@ def main(argv=None) -> int:
     if mean_targets:  # the control: the mean Gram of real crops at each end, without the noise of single crops
         runs["crops_ends_mean"] = [*runs["crops_ends"], "--style-targets", "mean"]
     mean_runs = [r for r in runs if r.startswith("vae_") and r.endswith("_mean")]
-    for name in mean_runs:  # the VAE's way between the paintings themselves
-        runs[f"{name}_anchored"] = [*runs[name], "--anchor-ends"]
-        vae_of[f"{name}_anchored"] = vae_of[name]
+    if args.anchor_ends:  # the VAE's way between the paintings themselves
+        for name in mean_runs:
+            runs[f"{name}_anchored"] = [*runs[name], "--anchor-ends"]
+            vae_of[f"{name}_anchored"] = vae_of[name]
     if args.end_share:  # more of the training at the ends, where the nets are compared with single-style nets
-        ends = f"ends{round(100 * args.end_share)}"
-        for name in ["mix_channels", *mean_runs, *(f"{r}_anchored" for r in mean_runs)]:
+        ends = f"ends{100 * args.end_share:g}"
+        for name in ["mix_channels", *(r for r in runs if r in mean_runs or r.endswith("_mean_anchored"))]:
             runs[f"{name}_{ends}"] = [*runs[name], "--end-share", str(args.end_share)]
             if name in vae_of:
                 vae_of[f"{name}_{ends}"] = vae_of[name]

@@ -195,9 +195,11 @@ def test_end_share_draws_that_share_at_a_pure_style_and_leaves_the_rest_as_befor
                 assert np.abs(own - g1["relu1_2"][k]).max(axis=(1, 2)).min() == 0.0
             else:
                 np.testing.assert_allclose(g1["relu1_2"][k], plain.image_grams[style]["relu1_2"][0], rtol=1e-6)
-        again, _ = D.StyleTargets(S.StylizerConfig(**source, end_share=0.0), vgg, layers).batch(
-            np.random.default_rng(3), 2000)
-        np.testing.assert_array_equal(again, w0)
+        # F=0 draws as the code did before --end-share: one index per example, or one uniform strength
+        old = np.random.default_rng(3)
+        expected = (plain.weights[old.integers(0, len(plain.weights), 2000)] if "samples" in source else
+                    N.strength_weights(2, old.uniform(0.0, 1.0, 2000).astype(np.float32)))
+        np.testing.assert_array_equal(w0, expected)
 
 
 def test_anchored_targets_put_the_pure_samples_on_the_paintings_and_keep_the_rest_of_the_walk(samples):
@@ -222,6 +224,21 @@ def test_anchored_targets_put_the_pure_samples_on_the_paintings_and_keep_the_res
         shift = moved.grams["relu1_2"] - plain.grams["relu1_2"]
         ends = [shift[w[:, k] > 1 - 1e-6][0] for k in (0, 1)]
         np.testing.assert_allclose(shift, np.einsum("ns,scd->ncd", w, np.stack(ends)), rtol=1e-4, atol=1e-6)
+
+
+def test_anchoring_leaves_a_style_the_folder_never_draws_and_refuses_a_style_count_mismatch():
+    """A folder drawn with style_sampler --pair A,C from a three-style VAE weighs B at 0 everywhere: B's targets are
+    not moved (and not asked for pure samples); paintings for another number of styles are refused."""
+    weights = np.array([[1, 0, 0], [0.5, 0, 0.5], [0, 0, 1]], np.float32)
+    grams = {"g": np.arange(12, dtype=np.float32).reshape(3, 2, 2)}
+    paintings = [{"g": np.full((1, 2, 2), 10.0 * (k + 1), np.float32)} for k in range(3)]
+    out = D.anchored(weights, grams, paintings)["g"]
+    np.testing.assert_allclose(out[0], paintings[0]["g"][0])
+    np.testing.assert_allclose(out[2], paintings[2]["g"][0])
+    np.testing.assert_allclose(out[1], grams["g"][1] + 0.5 * (paintings[0]["g"][0] - grams["g"][0])
+                               + 0.5 * (paintings[2]["g"][0] - grams["g"][2]))
+    with pytest.raises(D.RunError, match="3 styles"):
+        D.anchored(weights, grams, paintings[:2])
 
 
 def train_args(samples, content, run, steps):
@@ -328,6 +345,9 @@ def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
     assert "--style-crop-size" in capsys.readouterr().err and not (tmp_path / "r4").exists()
     assert S.main([*train_args(samples, tmp_path, tmp_path / "r5", 2), "--end-share", "1.5"]) == 2
     assert "--end-share 1.5" in capsys.readouterr().err and not (tmp_path / "r5").exists()
+    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r7"),
+                   "--end-share", "0.5"]) == 2
+    assert "--end-share" in capsys.readouterr().err and not (tmp_path / "r7").exists()
     assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r6"),
                    "--anchor-ends"]) == 2
     assert "--samples" in capsys.readouterr().err and not (tmp_path / "r6").exists()

@@ -388,6 +388,16 @@ def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_
         assert len(r["before"]) == 2 and all(a < gain * b for a, b in zip(r["after"], r["before"])), (what, r)
     assert min(report["means"]["moved"]) > 0.05 and report["decoder"]["moved"][0] > 1e-3
     assert {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()} == files
+    # In memory too: reach() gives the caller's decoder back as it came
+    from perceptual import vgg_features
+    vae, config = V.load_vae(run)
+    weights = vae.decoder.get_weights()
+    settings = bench.Settings(size=64, steps=3, batch_size=4, crops=8, lr_decoder=0.01)
+    vgg = vgg_features(bench.LAYERS, name="reach_test_vgg")
+    targets = bench.target_grams(V.load_styles(config.styles, 64), config, settings, vgg)
+    assert bench.reach(vae, vae_latents.load_latents(run), targets, settings, vgg, "decoder")["moved"][0] > 1e-4
+    for before, after in zip(weights, vae.decoder.get_weights()):
+        np.testing.assert_array_equal(before, after)
     capsys.readouterr()
     assert bench.main(["--vae", str(run), "--what", "codes"]) == 2
     assert "means, decoder" in capsys.readouterr().err
