@@ -17,7 +17,8 @@ before and after. Nothing is written to the VAE's folder.
 
     python benchmarks/endpoint_reach.py --vae runs/demo/vae --sample-size 128 [--what means,decoder]
 
-Last line: JSON {what: {"before": [per style], "after": [per style], "seconds": s, "moved": [per style]}}.
+Last line: JSON {what: {"before": [per style], "after": [per style], "seconds": s, "moved": [per style] (means; the
+decoder: one L2 norm), "spread": [per style] (means: the root of each Gaussian's covariance trace)}}.
 """
 from __future__ import annotations
 
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
     from perceptual import vgg_features
     from style_sampler import SamplerConfig, sample_size
     from vae_keras import load_styles, load_vae
-    from vae_latents import load_latents
+    from vae_latents import latent_spread, load_latents
 
     try:
         vae, config = load_vae(args.vae)
@@ -181,8 +182,13 @@ def main(argv=None) -> int:
     for what in whats:
         r = report[what] = reach(vae, latents, targets, settings, vgg, what)
         errors = ", ".join(f"{n} {b:.3f} -> {a:.3f}" for n, b, a in zip(names, r["before"], r["after"]))
-        moved = "code moved by " + " / ".join(f"{m:.2f}" for m in r["moved"]) if what == "means" else \
-            f"weights moved by {r['moved'][0]:.3f} (L2)"
+        if what == "means":
+            r["spread"] = [float(np.sqrt(np.sum(latent_spread(latents, k, np.eye(latents["mean"].shape[1])) ** 2)))
+                           for k in range(len(names))]  # the root of the covariance's trace
+            moved = "codes moved by " + " / ".join(f"{m:.2f}" for m in r["moved"]) + " (their Gaussians' spread, " \
+                "the root of the covariance's trace: " + " / ".join(f"{m:.2f}" for m in r["spread"]) + ")"
+        else:
+            moved = f"weights moved by {r['moved'][0]:.3f} (L2)"
         print(f"{what:8s} {args.steps} steps at {size} px, {r['seconds']:.0f} s: endpoint Gram error {errors}; "
               f"{moved}")
     print(json.dumps(report))
