@@ -273,8 +273,10 @@ def main(argv=None) -> int:
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
     # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
-    candidates = [f"vae_texture-relu3_{args.size}px_mean", f"vae_texture_{args.size}px_mean", "vae_texture_channels",
-                  *[r for r in sweeps if r in vae_of][::-1]]
+    # anchored on the paintings, half the examples at the ends (or the nearest route this experiment trained)
+    route = f"vae_texture-relu3_{args.size}px_mean"
+    candidates = [f"{route}_anchored_ends{100 * args.end_share:g}", f"{route}_anchored", route,
+                  f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
     shown = next((r for r in candidates if r in sweeps), None)
     if shown:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
