@@ -3,7 +3,9 @@ same step budget, content and seed: single-style nets for A and for B; the direc
 real-crop controls (Gram targets of random crops of A and B at the VAE's crop size: strengths 0/1 only, and mixed
 by t); and nets on the samples of each VAE variant (for texture-decoder variants, --draw-at-size, also on samples
 drawn at the stylizer's --size: `style_sampler.py --sample-size`; for --mean-targets variants, also nets whose target is
-the mean Gram of the samples at each t, and the crop control likewise). On held-out photographs it compares each
+the mean Gram of the samples at each t, and the crop control likewise; with --anchor-ends, twins of those nets whose
+pure samples' mean is moved onto the painting, and with --end-share F, twins of the mixing and mean-target nets that
+draw a share F of their examples at strength 0 or 1). On held-out photographs it compares each
 multi-style net at strength 0 and 1 with the single-style net of that style (content + style loss against the real
 painting) and measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A).
 Each VAE's samples are measured first with benchmarks/sample_fidelity.py.
