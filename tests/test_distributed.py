@@ -58,8 +58,15 @@ def test_vae_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
     run_script("vae_keras.py", vae_args(tmp_path / "two", paths, "--strategy", "mirrored", "--logical-cpus", "2"))
     np.testing.assert_allclose(losses(tmp_path / "one"), losses(tmp_path / "two"), rtol=1e-4)
     a, b = V.load_vae(tmp_path / "one")[0], V.load_vae(tmp_path / "two")[0]
-    assert_close_weights(a.encoder.get_weights() + a.decoder.get_weights(),
-                         b.encoder.get_weights() + b.decoder.get_weights(), lr=3e-4, steps=3)
+    models = [(a.encoder, b.encoder), (a.decoder, b.decoder)]
+    assert_close_weights([w.numpy() for x, _ in models for w in x.trainable_weights],
+                         [w.numpy() for _, y in models for w in y.trainable_weights], lr=3e-4, steps=3)
+    # The batch norms' statistics are not stepped by Adam: training recalibrates them from the final weights, so
+    # they differ as much as those weights' activations do (a few 0.1% here), not within Adam's bound
+    for x, y in models:
+        for wx, wy in zip(x.non_trainable_weights, y.non_trainable_weights):
+            scale = float(np.abs(wx.numpy()).max())
+            np.testing.assert_allclose(wx.numpy(), wy.numpy(), rtol=0, atol=0.01 * scale + 1e-6, err_msg=wx.path)
 
 
 def test_stylizer_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
