@@ -24,8 +24,8 @@ VAE_SEED ?= 1
 # 14 min 57 s - 16 min 30 s (budget 15), and its stylizer on the paintings gained 0.03-0.04 (README).
 # The sampler draws at the stylizer's size (the texture decoder is fully convolutional) and the stylizer trains on the
 # mean Gram of the samples at each t, moved so that the pure samples' mean is the style image itself (--anchor-ends),
-# with half the examples at a pure style (--end-share 0.5): on the paintings the best VAE route measured, level at
-# the ends with direct Gram mixing (README, "Multi-style vs single-style").
+# with half the examples at a pure style (--end-share 0.5): on the paintings the best VAE route measured, close at
+# the ends to direct Gram mixing (README, "Multi-style vs single-style").
 # STY_SIZE is the stylizer's --size, the scale of the styles for the VAE (--style-size) and the samples' size (a
 # multiple of 8). A run folder refuses other settings than it was made with: after changing these, `make clean`.
 STY_SIZE ?= 128
