@@ -103,6 +103,11 @@ def sample_style_grams(config, vgg, layers) -> list[dict]:
     return [compute_grams([im], vgg, layers) for im in images]
 
 
+def pure_samples(weights: np.ndarray) -> np.ndarray:
+    """[N, S] booleans: which samples are of style s alone (its weight 1, the ends of a pair walk)."""
+    return weights > 1.0 - 1e-6
+
+
 def anchored(weights: np.ndarray, grams: dict, paintings: list[dict]) -> dict:
     """Sample Grams moved so that each style's pure samples (weight 1) have the painting's Gram as their mean: every
     sample gains its weights' mix of (painting - mean of the style's pure samples). Along a pair walk the VAE's way
@@ -115,7 +120,7 @@ def anchored(weights: np.ndarray, grams: dict, paintings: list[dict]) -> dict:
         for k, painting in enumerate(paintings):
             if not weights[:, k].any():  # a style of the VAE this folder never draws (style_sampler --pair)
                 continue
-            pure = weights[:, k] > 1.0 - 1e-6
+            pure = pure_samples(weights)[:, k]
             if not pure.any():
                 raise RunError(f"style {k} has no pure samples (t = 0 or 1) to anchor")
             shift[k] = painting[name][0] - g[pure].mean(0)
@@ -168,7 +173,7 @@ class StyleTargets:
         self.end_share = config.end_share
         self.num_styles = len(self.names)
         if self.mode == "samples" and self.end_share:
-            self.pure = np.flatnonzero(self.weights.max(1) > 1.0 - 1e-6)  # the samples of a single style
+            self.pure = np.flatnonzero(pure_samples(self.weights).any(1))
             if not len(self.pure):
                 raise RunError(f"{config.samples}: --end-share needs samples of a single style (t = 0 or 1); "
                                "this folder has none")

@@ -216,13 +216,13 @@ def main(argv=None) -> int:
     if mean_targets:  # the control: the mean Gram of real crops at each end, without the noise of single crops
         runs["crops_ends_mean"] = [*runs["crops_ends"], "--style-targets", "mean"]
     mean_runs = [r for r in runs if r.startswith("vae_") and r.endswith("_mean")]
-    if args.anchor_ends:  # the VAE's way between the paintings themselves
-        for name in mean_runs:
-            runs[f"{name}_anchored"] = [*runs[name], "--anchor-ends"]
-            vae_of[f"{name}_anchored"] = vae_of[name]
+    anchored = [f"{name}_anchored" for name in mean_runs] if args.anchor_ends else []
+    for name in anchored:  # the VAE's way between the paintings themselves
+        runs[name] = [*runs[name.removesuffix("_anchored")], "--anchor-ends"]
+        vae_of[name] = vae_of[name.removesuffix("_anchored")]
     if args.end_share:  # more of the training at the ends, where the nets are compared with single-style nets
         ends = f"ends{100 * args.end_share:g}"
-        for name in ["mix_channels", *(r for r in runs if r in mean_runs or r.endswith("_mean_anchored"))]:
+        for name in ["mix_channels", *mean_runs, *anchored]:
             runs[f"{name}_{ends}"] = [*runs[name], "--end-share", str(args.end_share)]
             if name in vae_of:
                 vae_of[f"{name}_{ends}"] = vae_of[name]
