@@ -241,7 +241,7 @@ def main(argv=None) -> int:
     targets = D.style_image_grams(styles, args.size, vgg, layers)
     images = np.stack(held_out_content(args.size, args.held_out))
     nets = {name: S.load_stylizer(out / name) for name in runs}
-    config = nets["mix_channels"][1]
+    config = nets["single_A"][1]  # the loss weights, which every net shares
     one = np.ones(1, np.float32)
     single = {0: losses_against(nets["single_A"][0], images, one, targets[0], config, vgg, layers)[0],
               1: losses_against(nets["single_B"][0], images, one, targets[1], config, vgg, layers)[0]}
@@ -280,9 +280,13 @@ def main(argv=None) -> int:
     candidates = [f"{route}_anchored_ends{100 * args.end_share:g}", f"{route}_anchored", route,
                   f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
     shown = next((r for r in candidates if r in sweeps), None)
-    if shown:
+    # next to it, the mixing net trained with the same share at the ends, or the plain one
+    share = f"_ends{100 * args.end_share:g}" if shown and shown.endswith(f"_ends{100 * args.end_share:g}") else ""
+    mixing = next((m for m in (f"mix_channels{share}", "mix_channels") if m in sweeps), None)
+    if shown and mixing:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
-        write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, sweeps, ts)
+        write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, mixing, sweeps,
+                               ts)
     print_tables(results, sweeps, {key: name for key, (name, _) in sample_sets.items()}, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0
@@ -329,9 +333,10 @@ def write_figure(path: Path, nets, images, sweeps, ts):
     iu.save_image(path, iu.resize_max_side(grid, 1200))
 
 
-def write_continuum_figure(path: Path, folder: Path, net: str, sweeps, ts):
+def write_continuum_figure(path: Path, folder: Path, net: str, mixing: str, sweeps, ts):
     """For one pair of styles: the VAE's sampled continuum (first pairs of the sample folder, t = 0 ... 1) over the
-    sweeps of `net`, trained on those samples, and of the direct Gram-mixing net, on the first held-out photo."""
+    sweeps of `net`, trained on those samples, and of the direct Gram-mixing net `mixing`, on the first held-out
+    photo."""
     entries = style_sampler.read_manifest(folder)
     rows, captions = [], []
     for p in (0, 1):
@@ -339,7 +344,7 @@ def write_continuum_figure(path: Path, folder: Path, net: str, sweeps, ts):
         rows.append([iu.resize(iu.load_image(folder / e["file"]), 128, 128) for e in pair])
         captions.append([f"VAE pair {p} t={e['t']:.2f}" for e in pair])
     size, cols = 128, len(rows[0])
-    for name in (net, "mix_channels"):
+    for name in (net, mixing):
         picks = np.linspace(0, len(ts) - 1, cols).round().astype(int)
         rows.append([iu.resize(sweeps[name][i], size, size) for i in picks])
         captions.append([f"{name} t={ts[i]:.2f}" for i in picks])
@@ -364,8 +369,10 @@ def print_tables(results, sweeps, vaes: dict, timings):
         vae_s = results["vae_train_seconds"][vae]
         dups = (f"{f['near_duplicates_t0']:.0%} / {f['near_duplicates_t1']:.0%}" if "near_duplicates_t0" in f
                 else "-")
+        floor = (f" (real crops {f['gram_error_floor_t0']:.3f} / {f['gram_error_floor_t1']:.3f})"
+                 if "gram_error_floor_t0" in f else "")
         print(f"| {name} | {f['diversity_ratio_t0']:.2f}x / {f['diversity_ratio_t1']:.2f}x | {dups} | "
-              f"{f['gram_error_t0']:.3f} / {f['gram_error_t1']:.3f} | {f['spearman_mean']:.3f} "
+              f"{f['gram_error_t0']:.3f} / {f['gram_error_t1']:.3f}{floor} | {f['spearman_mean']:.3f} "
               f"({f['spearman_min']:.3f}) | {f['step_ratio_max']:.2f} | {f'{vae_s:.0f}' if vae_s else '-'} |")
     if "long" in results:
         r = results["long"]

@@ -10,9 +10,11 @@ Per t (the manifest's weight of the last style) it prints
   t=0 and t=1 the near-duplicates: the fraction of sample pairs closer than 95% of real-crop pairs (a few very
   different samples can lift the mean while most are one picture);
 - fidelity: the relative Gram error ||mean G(samples) - G_target|| / ||G_A - G_B||, where G_A and G_B are mean Grams
-  of many real crops and G_target = (1-t) G_A + t G_B, and a Frechet (W2) distance between Gaussians fitted to VGG16
-  feature vectors of the samples and of real crops (SIFID-like, Shaham et al. 2019, on our own VGG16 at relu3_3;
-  printed next to the same distance between two disjoint sets of real crops, the floor a perfect sampler reaches);
+  of many real crops and G_target = (1-t) G_A + t G_B (at t=0 and t=1 next to its floor: the same error of as many
+  other real crops, which a perfect sampler scores, since a mean of n crops is noisy too), and a Frechet (W2)
+  distance between Gaussians fitted to VGG16 feature vectors of the samples and of real crops (SIFID-like, Shaham
+  et al. 2019, on our own VGG16 at relu3_3; printed next to the same distance between two disjoint sets of real
+  crops, the floor a perfect sampler reaches);
 - steadiness: per pair, the Spearman of t against the Gram distance to G_A, and the largest step / mean step of the
   Gram along t;
 and, as its last line, the whole report as JSON. The styles and crop scale default to those of the VAE named in the
@@ -42,6 +44,8 @@ GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's sty
 GRAM_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
 FRECHET_LAYER = "relu3_3"
 DUPLICATE_PERCENTILE = 5
+FLOOR_REPEATS = 20  # random sets of real crops behind the Gram error's floor
+REPORT_VERSION = 2  # raised when the report gains measures, so that a cached older report is measured again
 TARGETS = {"diversity_ratio": 0.5, "endpoint_gram_error": 0.15, "spearman": 0.95, "step_ratio": 2.0}
 
 
@@ -88,6 +92,19 @@ def error_by_layer(gram: np.ndarray, target: np.ndarray, span: float) -> dict:
     return out
 
 
+def gram_error_floor(real_grams: np.ndarray, reference: np.ndarray, n: int, span: float,
+                     repeats: int = FLOOR_REPEATS) -> float:
+    """The relative Gram error a perfect sampler scores with `n` samples: the mean Gram of `n` real crops (drawn
+    from `real_grams`, crops not behind `reference`) against `reference`, averaged over `repeats` random draws. The
+    mean of n crops strays from the painting's mean by about its crops' spread / sqrt(n): 24 samples of a
+    painting whose crops differ a lot cannot score 0, and the error of a sampler is what lies above this floor."""
+    rng = np.random.default_rng(0)
+    n = min(n, len(real_grams))
+    errors = [np.linalg.norm(real_grams[rng.choice(len(real_grams), n, replace=False)].mean(0) - reference)
+              for _ in range(repeats)]
+    return float(np.mean(errors)) / span
+
+
 def pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> np.ndarray:
     """LPIPS of pairs of distinct images (all pairs, or a fixed random subset of `max_pairs`); each image goes
     through VGG once."""
@@ -131,15 +148,17 @@ def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
 
 
 def references(styles, vae_config, vgg, crops: int, max_pairs: int):
-    """From two disjoint sets of real crops per style (the second gives the Frechet floor): each style's mean Gram
-    over the first set, the feature vectors of both, and the LPIPS of pairs of real crops (48 crops)."""
-    g_mean, feats, distances = [], [], []
+    """From two disjoint sets of real crops per style (the second gives the floors): each style's mean Gram over
+    the first set, the Gram vectors of the second, the feature vectors of both, and the LPIPS of pairs of real
+    crops (48 crops)."""
+    g_mean, g_second, feats, distances = [], [], [], []
     for r in real_crops(styles, vae_config, 2 * crops, seed=12345):
         g, f = gram_vectors(r, vgg)
         g_mean.append(g[:crops].mean(0))
+        g_second.append(g[crops:])
         feats.append(f)
         distances.append(pairwise_lpips(r[:min(len(r), 48)], max_pairs))
-    return g_mean, feats, distances
+    return g_mean, g_second, feats, distances
 
 
 def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
@@ -157,7 +176,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
     styles = load_styles(specs, vae_config.size, vae_config.style_size)
     vgg = vgg_features(sorted(set(GRAM_LAYERS) | {FRECHET_LAYER}), name="fidelity_vgg")
 
-    g_mean, real_feats, real_pairs = references(styles, vae_config, vgg, crops, max_pairs)
+    g_mean, g_second, real_feats, real_pairs = references(styles, vae_config, vgg, crops, max_pairs)
     a, b = 0, len(styles) - 1  # the first and last style: the ends of the continuum
     span = float(np.linalg.norm(g_mean[a] - g_mean[b]))
     floor = [frechet_distance(f[:crops].reshape(-1, f.shape[-1]), f[crops:].reshape(-1, f.shape[-1]))
@@ -191,6 +210,7 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
             row["frechet"] = frechet_distance(f, real_feats[k][:crops].reshape(-1, f.shape[-1]))
             row["frechet_real_floor"] = floor[k]
             row["gram_error_by_layer"] = error_by_layer(g.mean(0), target, span)
+            row["gram_error_real_floor"] = gram_error_floor(g_second[k], g_mean[k], len(group), span)
         per_t.append(row)
 
     spearmans, step_ratios = steadiness(by_pair, gram_of, g_mean[a])
@@ -199,6 +219,8 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
         "near_duplicates_t0": ends[0.0]["near_duplicates"], "near_duplicates_t1": ends[1.0]["near_duplicates"],
         "gram_error_t0": ends[0.0]["gram_error_vs_mix"], "gram_error_t1": ends[1.0]["gram_error_vs_mix"],
+        "gram_error_floor_t0": ends[0.0]["gram_error_real_floor"],
+        "gram_error_floor_t1": ends[1.0]["gram_error_real_floor"],
         "gram_error_by_layer_t0": ends[0.0]["gram_error_by_layer"],
         "gram_error_by_layer_t1": ends[1.0]["gram_error_by_layer"],
         "frechet_t0": ends[0.0]["frechet"], "frechet_t1": ends[1.0]["frechet"],
@@ -219,12 +241,14 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
 
 
 def measure_cached(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
-    """measure(), kept in FOLDER/sample_fidelity.json with what it was measured from (the manifest's hash, the
-    styles, the crop count and the pair cap) under "measured_from": a call on an unchanged folder with the same
-    arguments reads it back instead of measuring again (the multi-style experiment measures many folders)."""
+    """measure(), kept in FOLDER/sample_fidelity.json with what it was measured from (the report's version, the
+    manifest's hash, the styles, the crop count and the pair cap) under "measured_from": a call on an unchanged
+    folder with the same arguments reads it back instead of measuring again (the multi-style experiment measures
+    many folders)."""
     import style_sampler
 
-    key = {"manifest_sha256": style_sampler.manifest_sha256(folder), "styles": list(style_specs or []),
+    key = {"version": REPORT_VERSION, "manifest_sha256": style_sampler.manifest_sha256(folder),
+           "styles": list(style_specs or []),
            "crops": crops, "max_pairs": max_pairs}
     cache = folder / "sample_fidelity.json"
     try:
@@ -269,6 +293,8 @@ def format_table(report: dict) -> str:
     for t in (0, 1):
         lines.append(f"Gram error at t={t} by layer: " + ", ".join(
             f"{name} {v:.3f}" for name, v in s[f"gram_error_by_layer_t{t}"].items()))
+    lines.append(f"Gram error of as many real crops (the floor a perfect sampler scores): "
+                 f"t=0 {s['gram_error_floor_t0']:.3f}, t=1 {s['gram_error_floor_t1']:.3f}")
     lines.append(f"\nsteadiness over {s['pairs']} pairs: Spearman(t, Gram distance to A) mean {s['spearman_mean']:.3f}"
                  f" (min {s['spearman_min']:.3f}); largest step / mean step: max {s['step_ratio_max']:.2f}, "
                  f"mean {s['step_ratio_mean']:.2f}")

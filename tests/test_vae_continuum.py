@@ -190,6 +190,23 @@ def test_sample_measures_are_cached_per_manifest_and_arguments(tmp_path, monkeyp
     assert json.loads((folder / "sample_fidelity.json").read_text())["measured_from"]["crops"] == 16
 
 
+def test_gram_error_floor_is_the_noise_of_a_mean_of_n_real_crops():
+    """The floor is the error of the mean of n real crops: for crops scattered around the reference with spread
+    sigma in d dimensions it is about sigma * sqrt(d / n) / span, halving when n is four times larger, and zero
+    for crops that all equal the reference."""
+    fid = load_benchmark()
+    rng = np.random.default_rng(3)
+    d, sigma, span = 400, 0.5, 2.0
+    crops = rng.normal(1.0, sigma, (512, d))
+    reference = np.full(d, 1.0)
+    for n in (8, 32):
+        assert fid.gram_error_floor(crops, reference, n, span) == pytest.approx(sigma * np.sqrt(d / n) / span,
+                                                                                rel=0.1)
+    assert fid.gram_error_floor(crops, reference, 32, span) == pytest.approx(
+        fid.gram_error_floor(crops, reference, 8, span) / 2, rel=0.1)
+    assert fid.gram_error_floor(np.tile(reference, (64, 1)), reference, 8, span) == 0.0
+
+
 def test_near_duplicates_count_the_repeats_a_mean_hides():
     fid = load_benchmark()
     real = np.arange(100.0)  # the 5th percentile of real-crop pairs: 4.95
@@ -211,6 +228,7 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
         by_layer = report["summary"][f"gram_error_by_layer_t{t}"]
         assert list(by_layer) == list(fid.GRAM_LAYERS)
         assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2, rel=1e-4)
+        assert 0.0 < report["summary"][f"gram_error_floor_t{t}"] < np.inf  # 3 real crops' mean is not the mean of 8
     for p in (1, 2):  # collapse: every pair becomes a copy of pair 0
         for t in (0.0, 0.5, 1.0):
             (out / style_sampler.file_name(p, t)).write_bytes((out / style_sampler.file_name(0, t)).read_bytes())
