@@ -17,7 +17,8 @@ with a linear warm-up (Bowman et al. 2016, arXiv 1511.06349).
 
 The continuum (issue 12): `--noise-channels` gives the decoder a noise image that decides where strokes fall, so
 samples of one style differ; `--path-weight` decodes points between two crops' codes and asks for the mix of their
-Grams (Texture Mixer); `--endpoint-weight` keeps each style's mean Gram on the painting's; `--diversity-weight` asks
+Grams (Texture Mixer); `--endpoint-weight` keeps each style's mean Gram on the painting's (`--endpoint-unbiased`:
+without the decodes' own variance in its estimate); `--diversity-weight` asks
 two decodes to differ at least as much as the real crops they came from. Each needs `--recon gram` or `perceptual`.
 `--decoder texture` makes the noise image the decoder's only source of layout (z sets the texture's statistics), so
 samples of one code differ wherever their noise does.
@@ -78,6 +79,7 @@ class VAEConfig(RunControl):
     noise_channels: int = 0
     path_weight: float = 0.0
     endpoint_weight: float = 0.0
+    endpoint_unbiased: bool = False
     diversity_weight: float = 0.0
     precision: str = "float32"
     texture_layers: tuple = TEXTURE_LAYERS
@@ -231,7 +233,8 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
                     a, b = ({k: v[i] for k, v in halves.items()} for i in (0, 1))
                     terms["path"] = tf.reduce_sum(path_loss(grams_mid, a, b, t, pixels, layers)) / global_pairs
                 if config.endpoint_weight:
-                    terms["endpoint"] = endpoint_loss(grams[0], labels, style_grams, pixels, layers) / replicas
+                    terms["endpoint"] = endpoint_loss(grams[0], labels, style_grams, pixels, layers,
+                                                      config.endpoint_unbiased) / replicas
                 if config.diversity_weight:
                     terms["diversity"] = tf.reduce_sum(diversity_loss(features[0], real, pixels)) / global_pairs
             weights = {"path": config.path_weight, "endpoint": config.endpoint_weight,
@@ -512,6 +515,10 @@ def add_train_args(p):
                    help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
     p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
                    help="match each style's mean decoded Gram to its mean over many real crops")
+    p.add_argument("--endpoint-unbiased", action="store_true",
+                   help="estimate the endpoint term as the product of the errors of the batch's two halves: the "
+                        "squared error of the decodes' mean alone, without their own variance, which the plain "
+                        "square adds and a large --endpoint-weight lowers by making the decodes alike")
     p.add_argument("--diversity-weight", type=float, default=d.diversity_weight,
                    help="two decodes should differ at least as much as the real crops they came from")
     p.add_argument("--texture-layers", type=texture_layer_list, default=",".join(d.texture_layers), metavar="L,L",
@@ -571,6 +578,9 @@ def train_command(args) -> int:
     continuum = args.path_weight or args.endpoint_weight or args.diversity_weight
     if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
         return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
+    if args.endpoint_unbiased and (not args.endpoint_weight or args.batch_size % 2):
+        return iu.fail("--endpoint-unbiased splits the batch in halves for --endpoint-weight: give an --endpoint-weight "
+                       "and an even --batch-size")
     if args.decoder == "texture" and args.noise_channels < 1:
         return iu.fail("--decoder texture draws its layout from the noise image: give --noise-channels >= 1")
     if continuum and args.recon not in ("gram", "perceptual"):

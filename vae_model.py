@@ -267,20 +267,38 @@ def path_loss(grams_mid, grams_a, grams_b, t, pixels, layers=TEXTURE_LAYERS):
     return GRAM_WEIGHTS["gram"] * style_loss(grams_mid, target, layers) * pixels
 
 
-def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS):
+def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS, unbiased=False):
     """The mean Gram of each style's decodes in the batch against that style's mean Gram over many real crops
     (`style_grams[n]`: [S, C, C]): keeps the population of samples centred on the painting, not just each decode
-    near its own crop. Returns a scalar: the sum over the styles present."""
+    near its own crop. Returns a scalar: the sum over the styles present.
+
+    The square of a mean over k decodes is, in expectation, the squared error of the decodes' true mean plus
+    their own variance / k, so a large weight also pushes the decodes together. With `unbiased` the batch's two
+    halves give each style two independent means and the loss is the product of their errors, whose expectation
+    is the squared error alone (styles missing from a half are left out); it needs an even batch."""
     import tensorflow as tf
 
     from perceptual import style_loss
 
     one_hot = tf.one_hot(labels, tf.shape(style_grams[layers[0]])[0])  # [B, S]
-    counts = tf.reduce_sum(one_hot, 0)  # [S]
-    present = tf.cast(counts > 0, tf.float32)
-    means = {n: tf.einsum("bs,bcd->scd", one_hot, grams[n]) / tf.maximum(counts, 1.0)[:, None, None]
-             for n in layers}
-    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, layers)) * pixels
+
+    def style_means(weights, g):  # each style's mean of the rows `weights` picks, and whether it had any
+        counts = tf.reduce_sum(weights, 0)
+        return (tf.einsum("bs,bcd->scd", weights, g) / tf.maximum(counts, 1.0)[:, None, None],
+                tf.cast(counts > 0, tf.float32))
+
+    if not unbiased:
+        means = {n: style_means(one_hot, grams[n])[0] for n in layers}
+        present = style_means(one_hot, grams[layers[0]])[1]
+        return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, layers)) * pixels
+    first, second = tf.split(one_hot, 2)
+    total, present = 0.0, 1.0
+    for n in layers:
+        (mean_1, in_1), (mean_2, in_2) = (style_means(w, g) for w, g in zip((first, second), tf.split(grams[n], 2)))
+        target = tf.cast(style_grams[n], tf.float32)
+        total += tf.reduce_sum((mean_1 - target) * (mean_2 - target), axis=[-2, -1])
+        present = in_1 * in_2
+    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * total) * pixels
 
 
 def diversity_loss(fake_features, real_features, pixels):

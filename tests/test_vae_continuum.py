@@ -48,6 +48,38 @@ def test_endpoint_loss_compares_each_present_style_mean_with_numpy(rng):
     assert got == pytest.approx(M.GRAM_WEIGHTS["gram"] * want * PIXELS, rel=1e-4)
 
 
+def test_unbiased_endpoint_loss_is_the_product_of_the_halves_errors(rng):
+    """--endpoint-unbiased: per style, the error of the first half's mean times that of the second half's (numpy),
+    a style missing from a half left out."""
+    grams = random_grams(rng, 6)
+    style = random_grams(rng, 3)
+    labels = np.array([0, 1, 0, 0, 2, 2], np.int32)  # halves [0, 1, 0] and [0, 2, 2]: only style 0 is in both
+    got = M.endpoint_loss(grams, labels, style, PIXELS, unbiased=True).numpy()
+    want = sum(((grams[n][[0, 2]].mean(0) - style[n][0]) * (grams[n][3] - style[n][0])).sum()
+               for n in M.TEXTURE_LAYERS)
+    assert got == pytest.approx(M.GRAM_WEIGHTS["gram"] * want * PIXELS, rel=1e-4)
+
+
+def test_unbiased_endpoint_loss_leaves_out_the_decodes_own_variance():
+    """Over many batches of decodes scattered around a biased mean, the plain endpoint loss averages the squared
+    bias plus the variance of a mean of 4 decodes; the unbiased one the squared bias alone."""
+    rng = np.random.default_rng(7)
+    channels, sigma, bias = 3, 0.3, 0.05
+    target = {n: np.zeros((1, channels, channels), np.float32) for n in M.TEXTURE_LAYERS}
+    labels = np.zeros(8, np.int32)  # one style: 4 decodes in each half, 8 in the batch
+    plain, unbiased = [], []
+    for _ in range(300):
+        grams = {n: (bias + sigma * rng.standard_normal((8, channels, channels))).astype(np.float32)
+                 for n in M.TEXTURE_LAYERS}
+        plain.append(M.endpoint_loss(grams, labels, target, 1.0).numpy())
+        unbiased.append(M.endpoint_loss(grams, labels, target, 1.0, unbiased=True).numpy())
+    entries = len(M.TEXTURE_LAYERS) * channels * channels
+    squared_bias = M.GRAM_WEIGHTS["gram"] * entries * bias ** 2
+    assert np.mean(unbiased) == pytest.approx(squared_bias, rel=0.35)
+    assert np.mean(plain) == pytest.approx(squared_bias + M.GRAM_WEIGHTS["gram"] * entries * sigma ** 2 / 8,
+                                           rel=0.15)
+
+
 def test_diversity_hinge_pushes_only_collapsed_pairs(rng):
     real = {n: rng.normal(size=(4, 4, 4, 8)).astype(np.float32) for n in M.DIVERSITY_LAYERS}
     collapsed = {n: np.concatenate([v[:2], v[:2]]) for n, v in real.items()}  # pairs (k, k+2): decodes equal
@@ -118,6 +150,20 @@ def continuum_run(tmp_path_factory, style_files):
             out += ["--style", p]
         return out
     return d, args
+
+
+def test_unbiased_endpoint_trains_and_is_refused_without_halves(continuum_run, capsys):
+    d, args = continuum_run
+    run = d / "unbiased"
+    assert V.main(args(run, 2) + ["--endpoint-unbiased"]) == 0
+    assert json.loads((run / "config.json").read_text())["endpoint_unbiased"] is True
+    assert np.isfinite(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["endpoint"])
+    capsys.readouterr()
+    assert V.main(args(run, 3)) == 2  # the same folder without the option is another run
+    for extra in (["--endpoint-weight", "0"], ["--batch-size", "3", "--path-weight", "0", "--diversity-weight", "0"]):
+        capsys.readouterr()
+        assert V.main(args(d / "refused", 2) + ["--endpoint-unbiased", *extra]) == 2
+        assert "--endpoint-unbiased" in capsys.readouterr().err and not (d / "refused").exists()
 
 
 def test_continuum_training_logs_its_terms_and_resumes_exactly(continuum_run):
