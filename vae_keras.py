@@ -413,6 +413,10 @@ def train(config: VAEConfig, run_dir) -> int:
     import tensorflow as tf
 
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
+    replicas = strategy.num_replicas_in_sync
+    if (config.path_weight or config.diversity_weight or config.endpoint_unbiased) and config.batch_size % (2 * replicas):
+        raise RunError(f"--batch-size {config.batch_size}: the continuum terms split each replica's share of the batch "
+                       f"in halves, so it must be a multiple of {2 * replicas} on {replicas} replica(s)")
     chief, task = task_role(strategy)
     names = style_names(config.styles)
     styles = load_styles(config.styles, config.size, config.style_size)
@@ -516,9 +520,10 @@ def add_train_args(p):
     p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
                    help="match each style's mean decoded Gram to its mean over many real crops")
     p.add_argument("--endpoint-unbiased", action="store_true",
-                   help="estimate the endpoint term as the product of the errors of the batch's two halves: the "
-                        "squared error of the decodes' mean alone, without their own variance, which the plain "
-                        "square adds and a large --endpoint-weight lowers by making the decodes alike")
+                   help="estimate the endpoint term as the product of the errors of the batch's two halves: for "
+                        "independent halves the squared error of the decodes' mean alone, without their own "
+                        "variance, which the plain square adds and a large --endpoint-weight lowers by making the "
+                        "decodes alike")
     p.add_argument("--diversity-weight", type=float, default=d.diversity_weight,
                    help="two decodes should differ at least as much as the real crops they came from")
     p.add_argument("--texture-layers", type=texture_layer_list, default=",".join(d.texture_layers), metavar="L,L",

@@ -274,31 +274,31 @@ def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS, unb
 
     The square of a mean over k decodes is, in expectation, the squared error of the decodes' true mean plus
     their own variance / k, so a large weight also pushes the decodes together. With `unbiased` the batch's two
-    halves give each style two independent means and the loss is the product of their errors, whose expectation
-    is the squared error alone (styles missing from a half are left out); it needs an even batch."""
+    halves give each style two means and the loss is the product of their errors, whose expectation is the squared
+    error alone for independent halves (styles missing from a half are left out; it needs an even batch). The
+    encoder's batch norms share one set of statistics over the whole batch, which couples the halves a little."""
     import tensorflow as tf
 
     from perceptual import style_loss
 
     one_hot = tf.one_hot(labels, tf.shape(style_grams[layers[0]])[0])  # [B, S]
 
-    def style_means(weights, g):  # each style's mean of the rows `weights` picks, and whether it had any
-        counts = tf.reduce_sum(weights, 0)
-        return (tf.einsum("bs,bcd->scd", weights, g) / tf.maximum(counts, 1.0)[:, None, None],
-                tf.cast(counts > 0, tf.float32))
+    def style_means(weights, g):  # each style's mean of the rows `weights` picks: [S, C, C]
+        return tf.einsum("bs,bcd->scd", weights, g) / tf.maximum(tf.reduce_sum(weights, 0), 1.0)[:, None, None]
+
+    def present(weights):  # [S]: 1 for the styles among the rows `weights` picks
+        return tf.cast(tf.reduce_sum(weights, 0) > 0, tf.float32)
 
     if not unbiased:
-        means = {n: style_means(one_hot, grams[n])[0] for n in layers}
-        present = style_means(one_hot, grams[layers[0]])[1]
-        return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * style_loss(means, style_grams, layers)) * pixels
+        means = {n: style_means(one_hot, grams[n]) for n in layers}
+        return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present(one_hot) * style_loss(means, style_grams, layers)) * pixels
     first, second = tf.split(one_hot, 2)
-    total, present = 0.0, 1.0
+    total = 0.0
     for n in layers:
-        (mean_1, in_1), (mean_2, in_2) = (style_means(w, g) for w, g in zip((first, second), tf.split(grams[n], 2)))
+        mean_1, mean_2 = (style_means(w, g) for w, g in zip((first, second), tf.split(grams[n], 2)))
         target = tf.cast(style_grams[n], tf.float32)
         total += tf.reduce_sum((mean_1 - target) * (mean_2 - target), axis=[-2, -1])
-        present = in_1 * in_2
-    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present * total) * pixels
+    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present(first) * present(second) * total) * pixels
 
 
 def diversity_loss(fake_features, real_features, pixels):

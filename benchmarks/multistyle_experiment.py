@@ -287,6 +287,8 @@ def main(argv=None) -> int:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
         write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, mixing, sweeps,
                                ts)
+    else:
+        print("no continuum figure: it needs a net on VAE samples and a mixing net, and one of them was skipped")
     print_tables(results, sweeps, {key: name for key, (name, _) in sample_sets.items()}, timings)
     print(f"\nwrote {out / 'results.json'} and {args.figure}; {results['total_minutes']:.1f} minutes in all")
     return 0

@@ -97,7 +97,8 @@ def gram_error_floor(real_grams: np.ndarray, reference: np.ndarray, n: int, span
     """The relative Gram error a perfect sampler scores with `n` samples: the mean Gram of `n` real crops (drawn
     from `real_grams`, crops not behind `reference`) against `reference`, averaged over `repeats` random draws. The
     mean of n crops strays from the painting's mean by about its crops' spread / sqrt(n): 24 samples of a
-    painting whose crops differ a lot cannot score 0, and the error of a sampler is what lies above this floor."""
+    painting whose crops differ a lot cannot score 0, and the error of a sampler is what lies above this floor.
+    With fewer real crops than samples it draws all the crops it has (a higher floor than n would give)."""
     rng = np.random.default_rng(0)
     n = min(n, len(real_grams))
     errors = [np.linalg.norm(real_grams[rng.choice(len(real_grams), n, replace=False)].mean(0) - reference)

@@ -87,6 +87,13 @@ def test_batch_must_divide_across_replicas(styles, tmp_path):
                            *vae_args(tmp_path / "r", paths, "--strategy", "mirrored", "--logical-cpus", "3")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "divisible" in proc.stderr
+    # The continuum terms split each replica's share in halves: 6 crops on 2 replicas give each an odd 3
+    proc = subprocess.run([sys.executable, str(ROOT / "vae_keras.py"),
+                           *vae_args(tmp_path / "h", paths, "--strategy", "mirrored", "--logical-cpus", "2",
+                                     "--batch-size", "6", "--recon", "gram", "--path-weight", "1")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "multiple of 4 on 2 replica(s)" in proc.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "h" / "config.json").exists()  # refused before the run folder is written
 
 
 def free_ports(n):

@@ -62,7 +62,8 @@ def test_unbiased_endpoint_loss_is_the_product_of_the_halves_errors(rng):
 
 def test_unbiased_endpoint_loss_leaves_out_the_decodes_own_variance():
     """Over many batches of decodes scattered around a biased mean, the plain endpoint loss averages the squared
-    bias plus the variance of a mean of 4 decodes; the unbiased one the squared bias alone."""
+    bias plus the variance of the mean of the batch's 8 decodes; the unbiased one (4 and 4) the squared bias
+    alone."""
     rng = np.random.default_rng(7)
     channels, sigma, bias = 3, 0.3, 0.05
     target = {n: np.zeros((1, channels, channels), np.float32) for n in M.TEXTURE_LAYERS}
@@ -233,6 +234,11 @@ def test_sample_measures_are_cached_per_manifest_and_arguments(tmp_path, monkeyp
     (folder / "sample_fidelity.json").write_text("{not json")
     fid.measure_cached(folder, crops=16)
     assert calls == [8, 16, 16, 16]
+    report = json.loads((folder / "sample_fidelity.json").read_text())  # a report of an older version
+    report["measured_from"]["version"] = fid.REPORT_VERSION - 1
+    (folder / "sample_fidelity.json").write_text(json.dumps(report))
+    fid.measure_cached(folder, crops=16)
+    assert calls == [8, 16, 16, 16, 16]
     assert json.loads((folder / "sample_fidelity.json").read_text())["measured_from"]["crops"] == 16
 
 
