@@ -16,7 +16,8 @@ Per t (the manifest's weight of the last style) it prints
   et al. 2019, on our own VGG16 at relu3_3; printed next to the same distance between two disjoint sets of real
   crops, the floor a perfect sampler reaches);
 - steadiness: per pair, the Spearman of t against the Gram distance to G_A, and the largest step / mean step of the
-  Gram along t;
+  Gram along t; per t, the pace of the samples' mean Gram: its progress (projection on the line from G_A, 0, to
+  G_B, 1: direct mixing's is t) and its energy (norm over the mix's norm: below 1, flatter textures than a mix);
 and, as its last line, the whole report as JSON. The styles and crop scale default to those of the VAE named in the
 folder's sampler.json; pass --style (repeatable, in the VAE's style order) to measure against other images.
 
@@ -104,6 +105,15 @@ def gram_error_floor(real_grams: np.ndarray, reference: np.ndarray, n: int, span
     errors = [np.linalg.norm(real_grams[rng.choice(len(real_grams), n, replace=False)].mean(0) - reference)
               for _ in range(repeats)]
     return float(np.mean(errors)) / span
+
+
+def pace(gram: np.ndarray, g_a: np.ndarray, g_b: np.ndarray, target: np.ndarray) -> dict:
+    """Where the samples' mean Gram at one t stands on the way from A to B: `progress`, its projection on the
+    straight line from G_A (0) to G_B (1), which direct mixing walks at the pace of t; and `energy`, its norm over
+    that of the mix at this t, below 1 where the in-between textures are flatter than a mix of the paintings."""
+    line = g_b - g_a
+    return {"progress": float(np.dot(gram - g_a, line) / np.dot(line, line)),
+            "energy": float(np.linalg.norm(gram) / np.linalg.norm(target))}
 
 
 def pairwise_lpips(images: np.ndarray, max_pairs: int = 300) -> np.ndarray:
@@ -201,7 +211,8 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         target = (1 - t) * g_mean[a] + t * g_mean[b]
         distances = pairwise_lpips(np.stack([images[e["file"]] for e in group]), max_pairs)
         row = {"t": t, "samples": len(group), "diversity_lpips": float(np.mean(distances)),
-               "gram_error_vs_mix": float(np.linalg.norm(g.mean(0) - target)) / span}
+               "gram_error_vs_mix": float(np.linalg.norm(g.mean(0) - target)) / span,
+               **pace(g.mean(0), g_mean[a], g_mean[b], target)}
         if t in (0.0, 1.0):
             k = a if t == 0.0 else b
             row["real_diversity_lpips"] = float(np.mean(real_pairs[k]))
@@ -227,6 +238,8 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         "frechet_t0": ends[0.0]["frechet"], "frechet_t1": ends[1.0]["frechet"],
         "frechet_floor_A": floor[a], "frechet_floor_B": floor[b],
         "frechet_vs_floor_t0": ends[0.0]["frechet"] / floor[a], "frechet_vs_floor_t1": ends[1.0]["frechet"] / floor[b],
+        "progress_at_half": next((r["progress"] for r in per_t if r["t"] == 0.5), None),
+        "energy_min": float(min(r["energy"] for r in per_t)),
         "spearman_mean": float(np.mean(spearmans)), "spearman_min": float(np.min(spearmans)),
         "step_ratio_max": float(np.max(step_ratios)), "step_ratio_mean": float(np.mean(step_ratios)),
         "pairs": len(by_pair)}
@@ -278,13 +291,14 @@ def steadiness(by_pair: dict, gram_of: dict, g_a: np.ndarray) -> tuple[list[floa
 
 
 def format_table(report: dict) -> str:
-    lines = ["| t | samples | diversity (LPIPS) | real crops | ratio | Gram error vs mix | Frechet | real floor |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = ["| t | samples | diversity (LPIPS) | real crops | ratio | Gram error vs mix | progress | energy | Frechet "
+             "| real floor |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in report["per_t"]:
         def f(key, fmt="{:.3f}"):
             return fmt.format(r[key]) if key in r else "-"
         lines.append(f"| {r['t']:.3f} | {r['samples']} | {f('diversity_lpips')} | {f('real_diversity_lpips')} | "
-                     f"{f('diversity_ratio', '{:.2f}x')} | {f('gram_error_vs_mix')} | {f('frechet', '{:.1f}')} | "
+                     f"{f('diversity_ratio', '{:.2f}x')} | {f('gram_error_vs_mix')} | {f('progress', '{:.2f}')} | "
+                     f"{f('energy', '{:.2f}')} | {f('frechet', '{:.1f}')} | "
                      f"{f('frechet_real_floor', '{:.1f}')} |")
     s = report["summary"]
     lines.append("")

@@ -259,6 +259,18 @@ def test_gram_error_floor_is_the_noise_of_a_mean_of_n_real_crops():
     assert fid.gram_error_floor(np.tile(reference, (64, 1)), reference, 8, span) == 0.0
 
 
+def test_pace_says_how_far_along_and_how_flat_a_mean_gram_is():
+    fid = load_benchmark()
+    g_a, g_b = np.array([4.0, 0.0, 1.0]), np.array([0.0, 2.0, 1.0])
+    mix = 0.75 * g_a + 0.25 * g_b
+    on_line = fid.pace(g_a + 0.6 * (g_b - g_a), g_a, g_b, mix)  # ahead of t = 0.25, on the mixing line
+    assert on_line["progress"] == pytest.approx(0.6)
+    assert on_line["energy"] == pytest.approx(np.linalg.norm(0.4 * g_a + 0.6 * g_b) / np.linalg.norm(mix))
+    flat = fid.pace(0.5 * mix, g_a, g_b, mix)  # the mix at half its strength
+    assert flat["energy"] == pytest.approx(0.5)
+    assert flat["progress"] == pytest.approx(np.dot(0.5 * mix - g_a, g_b - g_a) / np.dot(g_b - g_a, g_b - g_a))
+
+
 def test_near_duplicates_count_the_repeats_a_mean_hides():
     fid = load_benchmark()
     real = np.arange(100.0)  # the 5th percentile of real-crop pairs: 4.95
@@ -281,6 +293,7 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
         assert list(by_layer) == list(fid.GRAM_LAYERS)
         assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2, rel=1e-4)
         assert 0.0 < report["summary"][f"gram_error_floor_t{t}"] < np.inf  # 3 real crops' mean is not the mean of 8
+    assert all(np.isfinite(r["progress"]) and r["energy"] > 0 for r in report["per_t"])
     for p in (1, 2):  # collapse: every pair becomes a copy of pair 0
         for t in (0.0, 0.5, 1.0):
             (out / style_sampler.file_name(p, t)).write_bytes((out / style_sampler.file_name(0, t)).read_bytes())
