@@ -132,6 +132,9 @@ def main(argv=None) -> int:
                     help="also train the mixing net and each --mean-targets net (and its --anchor-ends twin) with "
                          "stylizer.py --end-share F (a share F of the examples at strength 0 or 1); 0: not")
     ap.add_argument("--cin", action="store_true", help="also train a cin net on the last VAE's samples")
+    ap.add_argument("--cin-twins", default="", metavar="RUNS",
+                    help="comma-separated stylizer runs of this experiment to train again with --conditioning cin "
+                         "(conditional instance norm instead of style planes), as RUN_cin")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
@@ -229,6 +232,14 @@ def main(argv=None) -> int:
     if args.cin:
         runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
         vae_of[f"vae_{vaes[-1]}_cin"] = vaes[-1]
+    twins = list(filter(None, args.cin_twins.split(",")))
+    unknown = [name for name in twins if name not in runs or runs[name][-1] == "none"]
+    if unknown:
+        return iu.fail(f"--cin-twins {','.join(unknown)}: not a multi-style run of this experiment")
+    for name in twins:  # the last --conditioning wins
+        runs[f"{name}_cin"] = [*runs[name], "--conditioning", "cin"]
+        if name in vae_of:
+            vae_of[f"{name}_cin"] = vae_of[name]
     for name in filter(None, args.skip.split(",")):
         runs.pop(name)
     for name, extra in runs.items():
