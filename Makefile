@@ -24,8 +24,9 @@ VAE_SEED ?= 1
 # 14 min 57 s - 16 min 30 s (budget 15), and its stylizer on the paintings gained 0.03-0.04 (README).
 # The sampler draws at the stylizer's size (the texture decoder is fully convolutional) and the stylizer trains on the
 # mean Gram of the samples at each t, moved so that the pure samples' mean is the style image itself (--anchor-ends),
-# with half the examples at a pure style (--end-share 0.5): on the paintings the best VAE route measured, close at
-# the ends to direct Gram mixing (README, "Multi-style vs single-style").
+# with half the examples at a pure style (--end-share 0.5), and conditional instance norm (--conditioning cin): on
+# the paintings the closest net to the single-style nets at both ends measured, one seed (README, "Multi-style vs
+# single-style").
 # STY_SIZE is the stylizer's --size, the scale of the styles for the VAE (--style-size) and the samples' size (a
 # multiple of 8). A run folder refuses other settings than it was made with: after changing these, `make clean`.
 STY_SIZE ?= 128
@@ -90,7 +91,8 @@ demo: weights
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
 		--size $(STY_SIZE) --steps $(STY_STEPS) --batch-size 4 --log-every 25 --snapshot-every 50 \
-		--checkpoint-every 100 --style-targets mean --anchor-ends --end-share 0.5 --precision $(STY_PRECISION)
+		--checkpoint-every 100 --style-targets mean --anchor-ends --end-share 0.5 --conditioning cin \
+		--precision $(STY_PRECISION)
 	$(PY) image_utilities.py gif $(DEMO)/stylizer/snapshots $(DEMO)/stylizer_training.gif --fps 3
 	$(PY) stylizer.py stylize --run-dir $(DEMO)/stylizer $(RES)/content/grace_hopper.png --sweep 5 \
 		--out $(DEMO)/stylized --overwrite
