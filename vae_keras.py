@@ -414,9 +414,11 @@ def train(config: VAEConfig, run_dir) -> int:
 
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
     replicas = strategy.num_replicas_in_sync
-    if (config.path_weight or config.diversity_weight or config.endpoint_unbiased) and config.batch_size % (2 * replicas):
-        raise RunError(f"--batch-size {config.batch_size}: the continuum terms split each replica's share of the batch "
-                       f"in halves, so it must be a multiple of {2 * replicas} on {replicas} replica(s)")
+    halving = [flag for flag, on in (("--path-weight", config.path_weight), ("--diversity-weight",
+               config.diversity_weight), ("--endpoint-unbiased", config.endpoint_unbiased)) if on]
+    if halving and config.batch_size % (2 * replicas):
+        raise RunError(f"{' and '.join(halving)} split each replica's share of the batch in halves: --batch-size "
+                       f"{config.batch_size} must be a multiple of {2 * replicas} on {replicas} replica(s)")
     chief, task = task_role(strategy)
     names = style_names(config.styles)
     styles = load_styles(config.styles, config.size, config.style_size)
@@ -581,11 +583,8 @@ def train_command(args) -> int:
         return iu.fail("--steps and --batch-size must be at least 1")
     check_size(args.size)
     continuum = args.path_weight or args.endpoint_weight or args.diversity_weight
-    if (args.path_weight or args.diversity_weight) and args.batch_size % 2:
-        return iu.fail("--path-weight and --diversity-weight pair up crops: --batch-size must be even")
-    if args.endpoint_unbiased and (not args.endpoint_weight or args.batch_size % 2):
-        return iu.fail("--endpoint-unbiased splits the batch in halves for --endpoint-weight: give an --endpoint-weight "
-                       "and an even --batch-size")
+    if args.endpoint_unbiased and not args.endpoint_weight:
+        return iu.fail("--endpoint-unbiased is a way to estimate the --endpoint-weight term: give an --endpoint-weight")
     if args.decoder == "texture" and args.noise_channels < 1:
         return iu.fail("--decoder texture draws its layout from the noise image: give --noise-channels >= 1")
     if continuum and args.recon not in ("gram", "perceptual"):

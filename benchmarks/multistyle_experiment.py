@@ -223,12 +223,12 @@ def main(argv=None) -> int:
     for name in anchored:  # the VAE's way between the paintings themselves
         runs[name] = [*runs[name.removesuffix("_anchored")], "--anchor-ends"]
         vae_of[name] = vae_of[name.removesuffix("_anchored")]
+    ends = f"_ends{100 * args.end_share:g}"  # the suffix of the --end-share twins
     if args.end_share:  # more of the training at the ends, where the nets are compared with single-style nets
-        ends = f"ends{100 * args.end_share:g}"
         for name in ["mix_channels", *mean_runs, *anchored]:
-            runs[f"{name}_{ends}"] = [*runs[name], "--end-share", str(args.end_share)]
+            runs[f"{name}{ends}"] = [*runs[name], "--end-share", str(args.end_share)]
             if name in vae_of:
-                vae_of[f"{name}_{ends}"] = vae_of[name]
+                vae_of[f"{name}{ends}"] = vae_of[name]
     if args.cin:
         runs[f"vae_{vaes[-1]}_cin"] = ["--samples", str(out / f"samples_{vaes[-1]}"), "--conditioning", "cin"]
         vae_of[f"vae_{vaes[-1]}_cin"] = vaes[-1]
@@ -288,11 +288,11 @@ def main(argv=None) -> int:
     # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
     # anchored on the paintings, half the examples at the ends (or the nearest route this experiment trained)
     route = f"vae_texture-relu3_{args.size}px_mean"
-    candidates = [f"{route}_anchored_ends{100 * args.end_share:g}", f"{route}_anchored", route,
+    candidates = [f"{route}_anchored{ends}", f"{route}_anchored", route,
                   f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
     shown = next((r for r in candidates if r in sweeps), None)
     # next to it, the mixing net trained with the same share at the ends, or the plain one
-    share = f"_ends{100 * args.end_share:g}" if shown and shown.endswith(f"_ends{100 * args.end_share:g}") else ""
+    share = ends if shown and shown.endswith(ends) else ""
     mixing = next((m for m in (f"mix_channels{share}", "mix_channels") if m in sweeps), None)
     if shown and mixing:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
