@@ -118,6 +118,10 @@ def main(argv=None) -> int:
     ap.add_argument("--vaes", default=",".join(VAE_VARIANTS), help="VAE variants to compare")
     ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
+    ap.add_argument("--seed", type=int, default=0,
+                    help="seed of every stylizer (its initial weights and the order of its examples); the VAEs and "
+                         "their samples keep theirs, so a new --out with the VAE and sample folders of another "
+                         "linked in measures the spread over stylizer seeds alone")
     ap.add_argument("--skip", default="", help="comma-separated stylizer runs to leave out, e.g. crops_ends")
     ap.add_argument("--draw-at-size", default="texture,texture-relu3", metavar="NAMES",
                     help="comma-separated texture-decoder VAE variants whose samples are also drawn at the "
@@ -199,8 +203,8 @@ def main(argv=None) -> int:
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
-              str(args.batch_size), "--seed", "0", "--log-every", "50", "--snapshot-every", str(args.steps),
-              "--checkpoint-every", "100"]
+              str(args.batch_size), "--seed", str(args.seed), "--log-every", "50", "--snapshot-every",
+              str(args.steps), "--checkpoint-every", "100"]
     both = ["--style", styles[0], "--style", styles[1], "--conditioning", "channels"]
     runs = {
         "single_A": ["--style", styles[0], "--conditioning", "none"],
@@ -261,16 +265,17 @@ def main(argv=None) -> int:
     sweeps = {}
     for name in [n for n in runs if not n.startswith("single")]:
         net = nets[name][0]
-        style_to_a, frames, ends = [], [], {}
+        style_to_a, frames, end_loss = [], [], {}
         for t in ts:
             total, s_a, outs = losses_against(net, images, N.strength_weights(2, [t])[0], targets[0], config,
                                               vgg, layers)
             style_to_a.append(s_a)
             frames.append(outs[0])
             if t in (0.0, 1.0):
-                ends[t] = total if t == 0.0 else image_losses(outs, images, targets[1], config, vgg, layers)[0]
+                end_loss[t] = total if t == 0.0 else image_losses(outs, images, targets[1], config, vgg, layers)[0]
         vae = vae_of.get(name)
-        results[name] = {"loss_at_0_vs_single": ends[0.0] / single[0], "loss_at_1_vs_single": ends[1.0] / single[1],
+        results[name] = {"loss_at_0_vs_single": end_loss[0.0] / single[0],
+                         "loss_at_1_vs_single": end_loss[1.0] / single[1],
                          "spearman_strength_vs_style_loss_to_A": E.spearman(ts, style_to_a),
                          "train_seconds": timings[name],
                          "vae_train_seconds": timings.get(f"vae_{vae}") if vae else None}
@@ -285,15 +290,7 @@ def main(argv=None) -> int:
     results["total_minutes"] = (time.perf_counter() - t_start) / 60
     iu.atomic_write_json(out / "results.json", results)
     write_figure(args.figure, nets, images, sweeps, ts)
-    # The continuum figure shows make demo's route: texture-decoder samples at the stylizer's size, mean targets
-    # anchored on the paintings, half the examples at the ends (or the nearest route this experiment trained)
-    route = f"vae_texture-relu3_{args.size}px_mean"
-    candidates = [f"{route}_anchored{ends}", f"{route}_anchored", route,
-                  f"vae_texture_{args.size}px_mean", "vae_texture_channels", *[r for r in sweeps if r in vae_of][::-1]]
-    shown = next((r for r in candidates if r in sweeps), None)
-    # next to it, the mixing net trained with the same share at the ends, or the plain one
-    share = ends if shown and shown.endswith(ends) else ""
-    mixing = next((m for m in (f"mix_channels{share}", "mix_channels") if m in sweeps), None)
+    shown, mixing = continuum_nets(list(sweeps), vae_of, args.size, ends)
     if shown and mixing:
         samples = Path(runs[shown][runs[shown].index("--samples") + 1])
         write_continuum_figure(args.figure.with_name("continuum_vs_mixing.png"), samples, shown, mixing, sweeps,
@@ -305,6 +302,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def continuum_nets(trained: list[str], vae_of: dict, size: int, ends: str) -> tuple[str | None, str | None]:
+    """The two nets of the continuum figure, None where none was trained: make demo's route (texture-decoder
+    samples at the stylizer's size, mean targets anchored on the paintings, the --end-share twin whose run names end
+    in `ends`), or the nearest route among `trained` (the nets on VAE samples: `vae_of`'s keys); and next to it the
+    mixing net trained with the same share at the ends, or the plain one."""
+    route = f"vae_texture-relu3_{size}px_mean"
+    candidates = [f"{route}_anchored{ends}", f"{route}_anchored", route, f"vae_texture_{size}px_mean",
+                  "vae_texture_channels", *[r for r in trained if r in vae_of][::-1]]
+    shown = next((r for r in candidates if r in trained), None)
+    share = ends if shown and shown.endswith(ends) else ""
+    mixing = next((m for m in (f"mix_channels{share}", "mix_channels") if m in trained), None)
+    return shown, mixing
+
+
 def long_configuration(args, styles, content, images, targets, vgg, layers, out: Path, timed, timings) -> dict:
     """A single-style net trained --long-steps in bfloat16, against Gatys et al. 2016 optimisation of each held-out
     photo with the same VGG losses: the absolute quality a user can expect, as losses relative to Gatys. `timed`
@@ -312,7 +323,8 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
     name = "single_A_long"
     timed(name, lambda: S.main(["train", "--run-dir", str(out / name), "--style", styles[0], "--conditioning", "none",
                                 "--content", str(content), "--size", str(args.size), "--steps", str(args.long_steps),
-                                "--batch-size", str(args.batch_size), "--precision", "mixed_bfloat16", "--seed", "0",
+                                "--batch-size", str(args.batch_size), "--precision", "mixed_bfloat16",
+                                "--seed", str(args.seed),
                                 "--log-every", "100", "--snapshot-every", str(args.long_steps),
                                 "--checkpoint-every", "250"]))
     seconds = timings[name]
