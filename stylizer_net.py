@@ -55,6 +55,10 @@ class ReflectionPad(layers.Layer):
         x = tf.concat([tf.reverse(x[:, 1:p + 1], [1]), x, tf.reverse(x[:, -p - 1:-1], [1])], 1)
         return tf.concat([tf.reverse(x[:, :, 1:p + 1], [2]), x, tf.reverse(x[:, :, -p - 1:-1], [2])], 2)
 
+    def compute_output_shape(self, input_shape):  # (not traced: a symbolic input of unknown size may say sparse)
+        b, h, w, c = input_shape
+        return b, None if h is None else h + 2 * self.pad, None if w is None else w + 2 * self.pad, c
+
     def get_config(self):
         return {**super().get_config(), "pad": self.pad}
 

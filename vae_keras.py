@@ -44,8 +44,8 @@ from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_
                      task_role)
 from vae_latents import encode_styles, save_latents, training_crops
 from perceptual import gram_matrix
-from vae_model import (DECODERS, GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size, decoder_noise,
-                       diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
+from vae_model import (DECODER_PADDINGS, DECODERS, GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size,
+                       decoder_noise, diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
@@ -85,6 +85,7 @@ class VAEConfig(RunControl):
     texture_layers: tuple = TEXTURE_LAYERS
     feature_weight: float = GRAM_WEIGHTS["feature"]
     decoder: str = "seed"
+    decoder_padding: str = "zeros"
 
     @property
     def continuum(self) -> bool:
@@ -517,6 +518,10 @@ def add_train_args(p):
                    help="seed: z draws a small seed map that convolutions upsample (z sets the layout; the noise "
                         "image adds detail); texture: the noise image is the only source of layout and z sets each "
                         "layer's channel statistics (conditional instance norm; needs --noise-channels)")
+    p.add_argument("--decoder-padding", choices=DECODER_PADDINGS, default=d.decoder_padding,
+                   help="--decoder texture: how its convolutions see past the edge; zeros tells every layer where "
+                        "the border is (textures drawn at another --sample-size than trained lose what leaned on "
+                        "it), reflect mirrors the maps (no layer knows its position)")
     p.add_argument("--path-weight", type=float, default=d.path_weight,
                    help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
     p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
@@ -587,6 +592,8 @@ def train_command(args) -> int:
         return iu.fail("--endpoint-unbiased is a way to estimate the --endpoint-weight term: give an --endpoint-weight")
     if args.decoder == "texture" and args.noise_channels < 1:
         return iu.fail("--decoder texture draws its layout from the noise image: give --noise-channels >= 1")
+    if args.decoder_padding != "zeros" and args.decoder != "texture":
+        return iu.fail("--decoder-padding is the texture decoder's: give --decoder texture")
     if continuum and args.recon not in ("gram", "perceptual"):
         return iu.fail("the continuum terms compare VGG features: use --recon gram or perceptual")
     styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)

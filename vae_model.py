@@ -58,23 +58,35 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
 
 
 DECODERS = ("seed", "texture")
+# How the texture decoder's 3x3 convolutions see past the picture's edge. `zeros` (Keras's "same") tells every
+# layer where the border is: on the decoder's 8x8 first map (64 px crops) 28 of 64 positions touch it, so the
+# textures it learns lean on the border, and drawn larger (style_sampler --sample-size) their interior is what
+# training saw least. `reflect` mirrors the map instead: a constant input stays constant, no layer knows where it
+# is, and the statistics a decode learns do not depend on its size.
+DECODER_PADDINGS = ("zeros", "reflect")
 # The texture decoder's channels (times --width): its first block, at size / 2**len, and each upsampling block but the
 # last, which has --width.
 TEXTURE_DECODER_CHANNELS = (4, 2, 1)
 TEXTURE_MULTIPLE = 2 ** len(TEXTURE_DECODER_CHANNELS)  # the texture decoder draws sizes that are multiples of this
 
 
-def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed"):
+def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed",
+                  padding: str = "zeros"):
     """z (and, with noise_channels, a size x size x noise_channels noise image) -> logits [size, size, 3].
     `seed`: a dense layer makes a small seed map from z and convolutions upsample it (the layout comes from z);
-    `texture`: build_texture_decoder (the layout comes from the noise)."""
+    `texture`: build_texture_decoder (the layout comes from the noise), whose convolutions pad by `padding`."""
     import keras
     from keras import layers
 
+    if padding not in DECODER_PADDINGS:
+        raise ValueError(f"unknown decoder padding '{padding}': use {' or '.join(DECODER_PADDINGS)}")
     if kind == "texture":
-        return build_texture_decoder(size, latent_dim, width, noise_channels)
+        return build_texture_decoder(size, latent_dim, width, noise_channels, padding)
     if kind != "seed":
         raise ValueError(f"unknown decoder '{kind}': use {' or '.join(DECODERS)}")
+    if padding != "zeros":
+        raise ValueError("the seed decoder pads with zeros (its layout comes from z); --decoder-padding is the "
+                         "texture decoder's")
 
     seed = size // 32
     z = keras.Input((latent_dim,), name="z")
@@ -107,7 +119,7 @@ def pooled_noise(noise, size: int, resolution: int, name: str):
     return layers.AveragePooling2D(factor, name=name)(noise) * float(factor) if factor > 1 else noise
 
 
-def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int):
+def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int, padding: str = "zeros"):
     """A texture generator in which the noise image is the only source of layout and z sets the texture: the noise,
     pooled to size/8, goes through convolutions and three nearest-upsample blocks (the same noise, pooled to each
     block's resolution, added through a 1x1 convolution), and
@@ -117,11 +129,11 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
     picture per code: different noise, different arrangement; along a path of codes under one noise, the arrangement
     stays and only the statistics move. Instance norms use each image's own statistics in training and sampling
     alike (no stored statistics to go stale). Fully convolutional: the noise image may be any multiple of 8 in
-    height and width, and the picture is that large."""
+    height and width, and the picture is that large. `padding`: DECODER_PADDINGS."""
     import keras
     from keras import layers
 
-    from stylizer_net import ModulatedInstanceNorm
+    from stylizer_net import ModulatedInstanceNorm, ReflectionPad
 
     if noise_channels < 1:
         raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
@@ -136,20 +148,23 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
         shift = layers.Dense(ch, kernel_initializer="zeros", name=f"{name}_shift")(z)
         return layers.LeakyReLU(0.2)(ModulatedInstanceNorm(name=f"{name}_in")([x, scale, shift]))
 
+    def conv3(x, ch, name):
+        if padding == "zeros":
+            return layers.Conv2D(ch, 3, padding="same", name=name)(x)
+        return layers.Conv2D(ch, 3, name=name)(ReflectionPad(1, name=f"{name}_pad")(x))
+
     res = size // TEXTURE_MULTIPLE
     first, *rest = [width * k for k in TEXTURE_DECODER_CHANNELS]
-    x = layers.Conv2D(first, 3, padding="same", name="start_conv")(pooled_noise(noise, size, res, "start_pool"))
-    x = modulated(x, first, "start")
-    x = modulated(layers.Conv2D(first, 3, padding="same", name="start_refine")(x), first, "start_refine")
+    x = modulated(conv3(pooled_noise(noise, size, res, "start_pool"), first, "start_conv"), first, "start")
+    x = modulated(conv3(x, first, "start_refine"), first, "start_refine")
     for i, ch in enumerate(rest + [width]):
         res *= 2
         x = layers.UpSampling2D(2, interpolation="nearest", name=f"up{i}")(x)
-        x = layers.Conv2D(ch, 3, padding="same", name=f"up{i}_conv")(x)
+        x = conv3(x, ch, f"up{i}_conv")
         x = x + layers.Conv2D(ch, 1, use_bias=False, name=f"noise{i}")(pooled_noise(noise, size, res, f"noise{i}_pool"))
         x = modulated(x, ch, f"up{i}")
-        x = modulated(layers.Conv2D(ch, 3, padding="same", name=f"up{i}_refine")(x), ch, f"up{i}_refine")
-    logits = layers.Conv2D(3, 3, padding="same", name="logits")(x)
-    return keras.Model([z, noise], logits, name="decoder")
+        x = modulated(conv3(x, ch, f"up{i}_refine"), ch, f"up{i}_refine")
+    return keras.Model([z, noise], conv3(x, 3, "logits"), name="decoder")
 
 
 def decoder_noise(rng: np.random.Generator, n: int, size: int, channels: int) -> np.ndarray:
@@ -166,7 +181,7 @@ class VAE:
         self.checkpoint = None  # the checkpoint path load_vae restored
         self.encoder = build_encoder(config.size, config.latent_dim, config.width)
         self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels,
-                                     config.decoder)
+                                     config.decoder, config.decoder_padding)
 
     def decoder_inputs(self, z, noise=None):
         """What the decoder takes: z alone, or [z, noise]. Without given noise a decoder that needs it gets the fixed

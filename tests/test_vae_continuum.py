@@ -137,6 +137,26 @@ def test_texture_decoder_takes_its_layout_from_the_noise_and_its_statistics_from
         M.build_decoder(64, 8, width=4, noise_channels=0, kind="texture")
 
 
+def test_reflect_padding_leaves_the_texture_decoder_no_sense_of_its_border():
+    """--decoder-padding reflect: every weight random, a noise-free decode is one colour to the corners (with zero
+    padding the border shows, test above) at the trained size and at another; noise still draws a layout. Only the
+    texture decoder takes it."""
+    dec = M.build_decoder(64, 8, width=4, noise_channels=2, kind="texture", padding="reflect")
+    rng = np.random.default_rng(1)
+    for layer in dec.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in weights])
+    z = rng.normal(size=(1, 8)).astype(np.float32)
+    for size in (64, 128):
+        noise = M.decoder_noise(rng, 1, size, 2)
+        flat = dec([z, np.zeros_like(noise)]).numpy()[0]
+        assert np.abs(flat - flat[size // 2, size // 2]).max() < 1e-4
+        assert np.abs(dec([z, noise]).numpy()[0] - flat).mean() > 1e-2
+    with pytest.raises(ValueError, match="texture decoder"):
+        M.build_decoder(64, 8, width=4, noise_channels=2, kind="seed", padding="reflect")
+
+
 @pytest.fixture(scope="module")
 def continuum_run(tmp_path_factory, style_files):
     d = tmp_path_factory.mktemp("continuum")
@@ -391,6 +411,11 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     assert config.decoder == "texture"
     for wa, wb in zip(a.decoder.get_weights(), b.decoder.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    assert V.main(args(d / "tex_reflect", 2) + texture + ["--decoder-padding", "reflect"]) == 0
+    reflect, reflect_config = V.load_vae(d / "tex_reflect")
+    z, silent = np.zeros((1, 8)), np.zeros((1, 64, 64, 2), np.float32)
+    assert reflect_config.decoder_padding == "reflect" and reflect.decode(z, silent).std() < 1e-3 < \
+        reflect.decode(z, M.decoder_noise(np.random.default_rng(0), 1, 64, 2)).std()
     out = tmp_path / "samples"
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "3", "--points", "2"]) == 0
     assert len(list(out.glob("*.png"))) == 6
@@ -411,6 +436,9 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     capsys.readouterr()
     assert V.main(bad + texture) == 2
     assert "--noise-channels" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    capsys.readouterr()
+    assert V.main(args(tmp_path / "seed_reflect", 2) + ["--decoder-padding", "reflect"]) == 2
+    assert "--decoder texture" in capsys.readouterr().err and not (tmp_path / "seed_reflect").exists()
 
 
 def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_path, capsys, monkeypatch):
