@@ -526,3 +526,26 @@ def test_continuum_figure_picks_the_demo_route_and_its_mixing_twin():
     # a seed study: the single-style nets (not in the sweeps) and one twin
     assert exp.continuum_nets([f"{route}_anchored_ends50_cin"], vae_of, 128, "_ends50") == (
         f"{route}_anchored_ends50_cin", None)
+
+
+def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys):
+    """benchmarks/seed_spread.py: the ratio of mean losses, where each net's loss is its ratio times its seed's
+    single-style loss; nets missing from a seed are left out; a folder without results is a one-line error."""
+    spread = load_benchmark("seed_spread")
+    runs = {"s0": (50.0, 40.0, {"net": (1.2, 1.5), "only_here": (1.0, 1.0)}), "s1": (70.0, 60.0, {"net": (1.0, 1.0)})}
+    for folder, (a, b, nets) in runs.items():
+        (tmp_path / folder).mkdir()
+        results = {"single_A_loss": a, "single_B_loss": b, "config": {"seed": int(folder[1])}}
+        results.update({n: {"loss_at_0_vs_single": r0, "loss_at_1_vs_single": r1,
+                            "spearman_strength_vs_style_loss_to_A": 0.9 + r0 / 100} for n, (r0, r1) in nets.items()})
+        (tmp_path / folder / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "spread.json"
+    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "s1"), "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert list(report["nets"]) == ["net"] and report["seeds"] == [0, 1]
+    # at 0: (1.2 * 50 + 1.0 * 70) / (50 + 70); at 1: (1.5 * 40 + 1.0 * 60) / (40 + 60)
+    assert report["nets"]["net"]["ratio_of_means"] == pytest.approx([130 / 120, 1.2])
+    assert report["nets"]["net"]["spearman_min"] == pytest.approx(0.91)
+    assert "1.08x / 1.20x" in capsys.readouterr().out
+    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "missing")]) == 2
+    assert "missing/results.json" in capsys.readouterr().err

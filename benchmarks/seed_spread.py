@@ -1,0 +1,85 @@
+"""How much of a multi-style experiment's verdict is its seed? Reads the results.json of several runs of
+benchmarks/multistyle_experiment.py that differ only in --seed (the stylizers' seed; VAE and samples linked from one
+folder) and prints, for every net that all of them trained, its loss at strength 0 and 1 relative to the
+single-style nets of the same seed, per seed, and the ratio of the mean losses over the seeds (the single-style
+nets vary with the seed too, so a ratio of means is steadier than a mean of ratios).
+
+    python benchmarks/seed_spread.py runs/exp8 runs/exp10s1 runs/exp10s2 [--json OUT]
+"""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import image_utilities as iu  # noqa: E402
+
+RATIOS = ("loss_at_0_vs_single", "loss_at_1_vs_single")
+SINGLE = ("single_A_loss", "single_B_loss")
+
+
+def read_results(folder: Path) -> dict:
+    path = folder / "results.json"
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: not a multistyle_experiment results file ({e})") from None
+    if not all(k in results for k in SINGLE):
+        raise ValueError(f"{path}: no single-style losses; is it a multistyle_experiment results file?")
+    return results
+
+
+def spread(results: list[dict]) -> dict:
+    """Per net trained in every result: its per-seed ratios at each end, and the ratios of the mean losses over the
+    seeds (a net's loss at an end is its ratio times that seed's single-style loss)."""
+    nets = [k for k, v in results[0].items() if isinstance(v, dict) and RATIOS[0] in v
+            and all(k in r for r in results)]
+    singles = np.array([[r[k] for k in SINGLE] for r in results])  # [seeds, 2]
+    out = {}
+    for net in nets:
+        ratios = np.array([[r[net][k] for k in RATIOS] for r in results])  # [seeds, 2]
+        mean_ratio = (ratios * singles).mean(0) / singles.mean(0)
+        out[net] = {"per_seed": ratios.tolist(), "ratio_of_means": mean_ratio.tolist(),
+                    "spearman_min": min(r[net]["spearman_strength_vs_style_loss_to_A"] for r in results)}
+    return {"seeds": [r.get("config", {}).get("seed", 0) for r in results], "single_losses": singles.tolist(),
+            "nets": out}
+
+
+def format_table(report: dict) -> str:
+    seeds = report["seeds"]
+    lines = ["| net | " + " | ".join(f"seed {s}: at 0 / at 1" for s in seeds) + " | mean of the seeds: at 0 / at 1 | "
+             "Spearman (min) |", "|---|" + "---|" * (len(seeds) + 2)]
+    for net, r in report["nets"].items():
+        cells = [f"{a:.2f}x / {b:.2f}x" for a, b in r["per_seed"]]
+        a, b = r["ratio_of_means"]
+        lines.append(f"| {net} | " + " | ".join(cells) + f" | **{a:.2f}x / {b:.2f}x** | {r['spearman_min']:.3f} |")
+    singles = " | ".join(f"{a:.1f} / {b:.1f}" for a, b in report["single_losses"])
+    lines.append(f"| single-style nets' losses (A / B) | {singles} | | |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("folders", nargs="+", type=Path, help="multistyle_experiment --out folders, one per seed")
+    ap.add_argument("--json", type=Path, help="also write the report here")
+    args = ap.parse_args(argv)
+    try:
+        report = spread([read_results(f) for f in args.folders])
+    except ValueError as e:
+        return iu.fail(str(e))
+    if not report["nets"]:
+        return iu.fail("no multi-style net was trained in every folder")
+    print(format_table(report))
+    if args.json:
+        iu.atomic_write_json(args.json, report)
+    print(json.dumps({net: r["ratio_of_means"] for net, r in report["nets"].items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
