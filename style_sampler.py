@@ -283,6 +283,9 @@ def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
                        f"size ({vae_config.size}); a --decoder texture VAE draws any multiple of {TEXTURE_MULTIPLE}")
     if config.size % TEXTURE_MULTIPLE:
         raise RunError(f"--sample-size {config.size}: the texture decoder draws multiples of {TEXTURE_MULTIPLE}")
+    if vae_config.decoder_padding == "reflect" and config.size < 2 * TEXTURE_MULTIPLE:
+        raise RunError(f"--sample-size {config.size}: a reflect-padded decoder's first map must be 2 px or more to "
+                       f"mirror; draw {2 * TEXTURE_MULTIPLE} px or more")
     return config.size
 
 

@@ -55,7 +55,7 @@ class ReflectionPad(layers.Layer):
         x = tf.concat([tf.reverse(x[:, 1:p + 1], [1]), x, tf.reverse(x[:, -p - 1:-1], [1])], 1)
         return tf.concat([tf.reverse(x[:, :, 1:p + 1], [2]), x, tf.reverse(x[:, :, -p - 1:-1], [2])], 2)
 
-    def compute_output_shape(self, input_shape):  # (not traced: a symbolic input of unknown size may say sparse)
+    def compute_output_shape(self, input_shape):  # so that Keras need not trace call() on an input of unknown size
         b, h, w, c = input_shape
         return b, None if h is None else h + 2 * self.pad, None if w is None else w + 2 * self.pad, c
 

@@ -520,8 +520,8 @@ def add_train_args(p):
                         "layer's channel statistics (conditional instance norm; needs --noise-channels)")
     p.add_argument("--decoder-padding", choices=DECODER_PADDINGS, default=d.decoder_padding,
                    help="--decoder texture: how its convolutions see past the edge; zeros tells every layer where "
-                        "the border is (textures drawn at another --sample-size than trained lose what leaned on "
-                        "it), reflect mirrors the maps (no layer knows its position)")
+                        "the border is, reflect mirrors the maps so that no layer knows its position (measured no "
+                        "better at another --sample-size than trained: README)")
     p.add_argument("--path-weight", type=float, default=d.path_weight,
                    help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
     p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,

@@ -59,10 +59,10 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
 
 DECODERS = ("seed", "texture")
 # How the texture decoder's 3x3 convolutions see past the picture's edge. `zeros` (Keras's "same") tells every
-# layer where the border is: on the decoder's 8x8 first map (64 px crops) 28 of 64 positions touch it, so the
-# textures it learns lean on the border, and drawn larger (style_sampler --sample-size) their interior is what
-# training saw least. `reflect` mirrors the map instead: a constant input stays constant, no layer knows where it
-# is, and the statistics a decode learns do not depend on its size.
+# layer where the border is: on the decoder's 8x8 first map (64 px crops) 28 of 64 positions touch it, so what it
+# learns may lean on the border, which a larger drawing (style_sampler --sample-size) has less of. `reflect` mirrors
+# the map instead: a constant input stays constant and no layer knows where it is. Measured no better on the demo's
+# styles (README, "Is the VAE a continuum?"), so zeros stays the default.
 DECODER_PADDINGS = ("zeros", "reflect")
 # The texture decoder's channels (times --width): its first block, at size / 2**len, and each upsampling block but the
 # last, which has --width.

@@ -44,6 +44,7 @@ import stylizer_net as N  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
+DEFAULT_OUT = ROOT / "runs" / "experiment"
 # VAE variants: the gram VAE, the continuum VAE (issue 12), the fourth session's make demo VAE recipe and the texture
 # decoder. Same steps, crops and seed.
 VAE_VARIANTS = {
@@ -118,10 +119,10 @@ def main(argv=None) -> int:
     ap.add_argument("--vaes", default=",".join(VAE_VARIANTS), help="VAE variants to compare")
     ap.add_argument("--pairs", type=int, default=24, help="sampled pairs per VAE")
     ap.add_argument("--strengths", type=int, default=11, help="strengths evaluated from 0 to 1")
-    ap.add_argument("--seed", type=int, default=0,
-                    help="seed of every stylizer (its initial weights and the order of its examples); the VAEs and "
-                         "their samples keep theirs, so a new --out with the VAE and sample folders of another "
-                         "linked in measures the spread over stylizer seeds alone")
+    ap.add_argument("--stylizer-seed", type=int, default=0,
+                    help="seed of the stylizers only (their initial weights and the order of their examples); the "
+                         "VAEs and samples keep seed 0. Link another --out's vae_* and samples_* folders into a new "
+                         "--out to measure the spread over stylizer seeds alone (benchmarks/seed_spread.py)")
     ap.add_argument("--skip", default="", help="comma-separated stylizer runs to leave out, e.g. crops_ends")
     ap.add_argument("--draw-at-size", default="texture,texture-relu3", metavar="NAMES",
                     help="comma-separated texture-decoder VAE variants whose samples are also drawn at the "
@@ -141,8 +142,10 @@ def main(argv=None) -> int:
                          "(conditional instance norm instead of style planes), as RUN_cin")
     ap.add_argument("--long-steps", type=int, default=0, help="also train single A this long (bf16) vs Gatys")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys optimisation iterations per photo")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "experiment", help="run folders and results")
-    ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "multistyle_sweeps.png", help="sweep figure")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="run folders and results")
+    ap.add_argument("--figure", type=Path,
+                    help="the sweep figure (the continuum figure goes next to it); default: "
+                         "docs/multistyle_sweeps.png with the default --out, else OUT/sweeps.png")
     args = ap.parse_args(argv)
     if not 0.0 <= args.end_share <= 1.0:
         return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
@@ -163,6 +166,8 @@ def main(argv=None) -> int:
 
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
+    if args.figure is None:  # another --out is another experiment: it leaves the docs' figures alone
+        args.figure = ROOT / "docs" / "multistyle_sweeps.png" if out.resolve() == DEFAULT_OUT else out / "sweeps.png"
     styles, content = default_inputs(args, out)
     t_start = time.perf_counter()
     timings, fidelity = {}, {}
@@ -172,13 +177,13 @@ def main(argv=None) -> int:
     timings_path = out / "timings.json"
     timings.update(json.loads(timings_path.read_text()) if timings_path.exists() else {})
 
-    def timed(name, fn):
+    def timed(name, fn, folder=None):
         t0 = time.perf_counter()
         code = fn()
         if code != 0:
             raise SystemExit(f"{name} failed with exit code {code}")
         if name not in timings:
-            timings[name] = time.perf_counter() - t0
+            timings[name] = linked_timing(folder, name) or time.perf_counter() - t0
             iu.atomic_write_json(timings_path, timings)
 
     # 1. A VAE and its samples per variant, and the samples' own measures.
@@ -191,19 +196,19 @@ def main(argv=None) -> int:
                    "--encode-crops", "256", *VAE_VARIANTS[name]]
         for s in styles:
             vae_cmd += ["--style", s]
-        timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd))
+        timed(f"vae_{name}", lambda cmd=vae_cmd: V.main(cmd), vae_dir)
         sample_sets[name] = (name, [])
         if name in at_size:
             sample_sets[f"{name}_{args.size}px"] = (name, ["--sample-size", str(args.size)])
     for key, (name, extra) in sample_sets.items():
         samples_dir = out / f"samples_{key}"
         timed(f"sampler_{key}", lambda v=out / f"vae_{name}", s=samples_dir, e=extra: style_sampler.main(
-            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9", *e]))
+            ["--vae", str(v), "--out", str(s), "--pairs", str(args.pairs), "--points", "9", *e]), samples_dir)
         fidelity[key] = sample_fidelity.measure_cached(samples_dir)["summary"]
 
     # 2. Stylizers, one budget for all
     common = ["--content", str(content), "--size", str(args.size), "--steps", str(args.steps), "--batch-size",
-              str(args.batch_size), "--seed", str(args.seed), "--log-every", "50", "--snapshot-every",
+              str(args.batch_size), "--seed", str(args.stylizer_seed), "--log-every", "50", "--snapshot-every",
               str(args.steps), "--checkpoint-every", "100"]
     both = ["--style", styles[0], "--style", styles[1], "--conditioning", "channels"]
     runs = {
@@ -247,7 +252,8 @@ def main(argv=None) -> int:
     for name in filter(None, args.skip.split(",")):
         runs.pop(name)
     for name, extra in runs.items():
-        timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]))
+        timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]),
+              out / name)
 
     # 3. Evaluation on held-out content against the real style images
     from perceptual import vgg_features
@@ -302,6 +308,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def linked_timing(folder: Path | None, stage: str) -> float | None:
+    """The seconds a stage took in the experiment whose folder `folder` links to (another --out's VAE or samples,
+    linked in to measure stylizer seeds), from that experiment's timings.json: here it only resumed. None when the
+    folder is not a link or the other experiment has no record of the stage."""
+    if folder is None or not folder.is_symlink():
+        return None
+    theirs = folder.resolve().parent / "timings.json"
+    return json.loads(theirs.read_text()).get(stage) if theirs.exists() else None
+
+
 def continuum_nets(trained: list[str], vae_of: dict, size: int, ends: str) -> tuple[str | None, str | None]:
     """The two nets of the continuum figure, None where none was trained: make demo's route (texture-decoder
     samples at the stylizer's size, mean targets anchored on the paintings, the --end-share twin whose run names end
@@ -311,8 +327,10 @@ def continuum_nets(trained: list[str], vae_of: dict, size: int, ends: str) -> tu
     candidates = [f"{route}_anchored{ends}", f"{route}_anchored", route, f"vae_texture_{size}px_mean",
                   "vae_texture_channels", *[r for r in trained if r in vae_of][::-1]]
     shown = next((r for r in candidates if r in trained), None)
-    share = ends if shown and shown.endswith(ends) else ""
-    mixing = next((m for m in (f"mix_channels{share}", "mix_channels") if m in trained), None)
+    share = ends if shown and ends in shown else ""
+    cin = "_cin" if shown and shown.endswith("_cin") else ""
+    mixing = next((m for m in (f"mix_channels{share}{cin}", f"mix_channels{share}", "mix_channels") if m in trained),
+                  None)
     return shown, mixing
 
 
@@ -324,7 +342,7 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
     timed(name, lambda: S.main(["train", "--run-dir", str(out / name), "--style", styles[0], "--conditioning", "none",
                                 "--content", str(content), "--size", str(args.size), "--steps", str(args.long_steps),
                                 "--batch-size", str(args.batch_size), "--precision", "mixed_bfloat16",
-                                "--seed", str(args.seed),
+                                "--seed", str(args.stylizer_seed),
                                 "--log-every", "100", "--snapshot-every", str(args.long_steps),
                                 "--checkpoint-every", "250"]))
     seconds = timings[name]

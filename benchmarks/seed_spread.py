@@ -4,7 +4,10 @@ folder) and prints, for every net that all of them trained, its loss at strength
 single-style nets of the same seed, per seed, and the ratio of the mean losses over the seeds (the single-style
 nets vary with the seed too, so a ratio of means is steadier than a mean of ratios).
 
-    python benchmarks/seed_spread.py runs/exp8 runs/exp10s1 runs/exp10s2 [--json OUT]
+    python benchmarks/seed_spread.py runs/exp8 runs/exp10s1 runs/exp10s2 [--out OUT.json]
+
+The folders must be one experiment at different seeds: their configurations may differ only in the stylizer seed
+and in what says where and what to run (--out, --figure, --skip, --cin-twins).
 """
 import argparse
 import json
@@ -20,17 +23,46 @@ import image_utilities as iu  # noqa: E402
 
 RATIOS = ("loss_at_0_vs_single", "loss_at_1_vs_single")
 SINGLE = ("single_A_loss", "single_B_loss")
+SPEARMAN = "spearman_strength_vs_style_loss_to_A"
+# configuration keys that say where and what to run, not what is measured (stylizer_seed / seed: what varies)
+PER_RUN = {"stylizer_seed", "seed", "out", "figure", "skip", "cin_twins"}
 
 
 def read_results(folder: Path) -> dict:
     path = folder / "results.json"
+    if not path.exists():
+        raise ValueError(f"{path}: missing; has the experiment finished?")
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path}: not a multistyle_experiment results file ({e})") from None
-    if not all(k in results for k in SINGLE):
+        raise ValueError(f"{path}: unreadable ({e})") from None
+    if not isinstance(results, dict) or not all(isinstance(results.get(k), (int, float)) for k in SINGLE):
         raise ValueError(f"{path}: no single-style losses; is it a multistyle_experiment results file?")
+    for name, entry in results.items():
+        if isinstance(entry, dict) and RATIOS[0] in entry and not all(k in entry for k in (*RATIOS, SPEARMAN)):
+            raise ValueError(f"{path}: net {name} lacks one of {', '.join((*RATIOS, SPEARMAN))}")
     return results
+
+
+def seed_of(results: dict) -> int:
+    config = results.get("config", {})
+    return config.get("stylizer_seed", config.get("seed", 0))  # "seed": the option's name before the tenth session
+
+
+def check_same_experiment(results: list[dict], folders) -> None:
+    """Raises ValueError unless the runs differ only in their stylizer seed, each seed once."""
+    def setup(r):
+        return {k: v for k, v in r.get("config", {}).items() if k not in PER_RUN}
+
+    first = setup(results[0])
+    for r, folder in zip(results[1:], folders[1:]):
+        changed = sorted(k for k in setup(r).keys() | first.keys() if setup(r).get(k) != first.get(k))
+        if changed:
+            raise ValueError(f"{folder}: not the experiment of {folders[0]} at another seed (differs in "
+                             f"{', '.join(changed)})")
+    seeds = [seed_of(r) for r in results]
+    if len(set(seeds)) < len(seeds):
+        raise ValueError(f"stylizer seeds {seeds}: each seed once")
 
 
 def spread(results: list[dict]) -> dict:
@@ -44,15 +76,15 @@ def spread(results: list[dict]) -> dict:
         ratios = np.array([[r[net][k] for k in RATIOS] for r in results])  # [seeds, 2]
         mean_ratio = (ratios * singles).mean(0) / singles.mean(0)
         out[net] = {"per_seed": ratios.tolist(), "ratio_of_means": mean_ratio.tolist(),
-                    "spearman_min": min(r[net]["spearman_strength_vs_style_loss_to_A"] for r in results)}
-    return {"seeds": [r.get("config", {}).get("seed", 0) for r in results], "single_losses": singles.tolist(),
+                    "spearman_min": min(r[net][SPEARMAN] for r in results)}
+    return {"seeds": [seed_of(r) for r in results], "single_losses": singles.tolist(),
             "nets": out}
 
 
 def format_table(report: dict) -> str:
     seeds = report["seeds"]
-    lines = ["| net | " + " | ".join(f"seed {s}: at 0 / at 1" for s in seeds) + " | mean of the seeds: at 0 / at 1 | "
-             "Spearman (min) |", "|---|" + "---|" * (len(seeds) + 2)]
+    lines = ["| net | " + " | ".join(f"seed {s}: at 0 / at 1" for s in seeds)
+             + " | ratio of mean losses: at 0 / at 1 | Spearman (min) |", "|---|" + "---|" * (len(seeds) + 2)]
     for net, r in report["nets"].items():
         cells = [f"{a:.2f}x / {b:.2f}x" for a, b in r["per_seed"]]
         a, b = r["ratio_of_means"]
@@ -66,17 +98,19 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="multistyle_experiment --out folders, one per seed")
-    ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--out", type=Path, help="also write the report here (JSON)")
     args = ap.parse_args(argv)
     try:
-        report = spread([read_results(f) for f in args.folders])
+        results = [read_results(f) for f in args.folders]
+        check_same_experiment(results, args.folders)
+        report = spread(results)
     except ValueError as e:
         return iu.fail(str(e))
     if not report["nets"]:
         return iu.fail("no multi-style net was trained in every folder")
     print(format_table(report))
-    if args.json:
-        iu.atomic_write_json(args.json, report)
+    if args.out:
+        iu.atomic_write_json(args.out, report)
     print(json.dumps({net: r["ratio_of_means"] for net, r in report["nets"].items()}))
     return 0
 

@@ -108,15 +108,20 @@ def test_noise_decoder_takes_noise_at_every_resolution():
     assert out.shape == (2, 64, 64, 3) and np.abs(out[0] - out[1]).mean() > 1e-3
 
 
+def randomize_weights(model, rng):
+    """Every weight random, so that biases, scales and shifts act as much as the kernels."""
+    for layer in model.layers:
+        weights = layer.get_weights()
+        if weights:
+            layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in weights])
+
+
 def test_texture_decoder_takes_its_layout_from_the_noise_and_its_statistics_from_z():
     """Every weight random (so biases and z act too): with no noise the picture is one colour away from the borders'
     zero padding, whatever z; shifting the noise shifts the picture; a new z under one noise changes it."""
     dec = M.build_decoder(128, 8, width=4, noise_channels=2, kind="texture")
     rng = np.random.default_rng(0)
-    for layer in dec.layers:
-        weights = layer.get_weights()
-        if weights:
-            layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in weights])
+    randomize_weights(dec, rng)
     z = rng.normal(size=(1, 8)).astype(np.float32)
     noise = M.decoder_noise(rng, 1, 128, 2)
     flat = dec([z, np.zeros_like(noise)]).numpy()[0]
@@ -143,10 +148,7 @@ def test_reflect_padding_leaves_the_texture_decoder_no_sense_of_its_border():
     texture decoder takes it."""
     dec = M.build_decoder(64, 8, width=4, noise_channels=2, kind="texture", padding="reflect")
     rng = np.random.default_rng(1)
-    for layer in dec.layers:
-        weights = layer.get_weights()
-        if weights:
-            layer.set_weights([rng.normal(0.0, 0.5, w.shape).astype(np.float32) for w in weights])
+    randomize_weights(dec, rng)
     z = rng.normal(size=(1, 8)).astype(np.float32)
     for size in (64, 128):
         noise = M.decoder_noise(rng, 1, size, 2)
@@ -411,11 +413,30 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     assert config.decoder == "texture"
     for wa, wb in zip(a.decoder.get_weights(), b.decoder.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
+    # --decoder-padding reflect: recorded, and the trained decoder draws nothing where the noise is silent; a
+    # texture run made before the option (no decoder_padding in its config) restores as zeros and stays so
     assert V.main(args(d / "tex_reflect", 2) + texture + ["--decoder-padding", "reflect"]) == 0
-    reflect, reflect_config = V.load_vae(d / "tex_reflect")
     z, silent = np.zeros((1, 8)), np.zeros((1, 64, 64, 2), np.float32)
-    assert reflect_config.decoder_padding == "reflect" and reflect.decode(z, silent).std() < 1e-3 < \
-        reflect.decode(z, M.decoder_noise(np.random.default_rng(0), 1, 64, 2)).std()
+    noise = M.decoder_noise(np.random.default_rng(0), 1, 64, 2)
+    for run, padding in (("tex_one", "zeros"), ("tex_reflect", "reflect")):
+        vae, vae_config = V.load_vae(d / run)
+        spatial = vae.decode(z, silent).std(axis=(1, 2)).max()
+        assert vae_config.decoder_padding == padding and vae.decode(z, noise).std(axis=(1, 2)).max() > 1e-3
+        assert (spatial < 1e-3) == (padding == "reflect"), (run, spatial)  # zeros: about 0.2 here
+    capsys.readouterr()  # a reflect-padded decoder cannot mirror a 1 px first map
+    assert style_sampler.main(["--vae", str(d / "tex_reflect"), "--out", str(tmp_path / "tiny"), "--pairs", "1",
+                               "--sample-size", "8"]) == 2
+    assert "2 px or more" in capsys.readouterr().err and not (tmp_path / "tiny").exists()
+    saved = json.loads((d / "tex_one" / "config.json").read_text())
+    weights = a.decoder.get_weights()
+    del saved["decoder_padding"]
+    (d / "tex_one" / "config.json").write_text(json.dumps(saved))
+    old, old_config = V.load_vae(d / "tex_one")
+    assert old_config.decoder_padding == "zeros"
+    assert all(np.array_equal(u, v) for u, v in zip(old.decoder.get_weights(), weights))
+    capsys.readouterr()
+    assert V.main(args(d / "tex_one", 5) + texture + ["--decoder-padding", "reflect"]) == 2
+    assert "decoder_padding='zeros'" in capsys.readouterr().err
     out = tmp_path / "samples"
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "3", "--points", "2"]) == 0
     assert len(list(out.glob("*.png"))) == 6
@@ -523,9 +544,11 @@ def test_continuum_figure_picks_the_demo_route_and_its_mixing_twin():
     trained = ["mix_channels", "mix_channels_ends50", *vae_of]
     assert exp.continuum_nets(trained, vae_of, 128, "_ends50") == (f"{route}_anchored_ends50", "mix_channels_ends50")
     assert exp.continuum_nets(trained[:1] + [route], vae_of, 128, "_ends50") == (route, "mix_channels")
-    # a seed study: the single-style nets (not in the sweeps) and one twin
-    assert exp.continuum_nets([f"{route}_anchored_ends50_cin"], vae_of, 128, "_ends50") == (
-        f"{route}_anchored_ends50_cin", None)
+    # a seed study: the single-style nets (not in the sweeps) and one twin, then with the mixing twins
+    cin = f"{route}_anchored_ends50_cin"
+    assert exp.continuum_nets([cin], vae_of, 128, "_ends50") == (cin, None)
+    assert exp.continuum_nets(["mix_channels_ends50", "mix_channels_ends50_cin", cin], vae_of, 128, "_ends50") == (
+        cin, "mix_channels_ends50_cin")
 
 
 def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys):
@@ -540,7 +563,7 @@ def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys)
                             "spearman_strength_vs_style_loss_to_A": 0.9 + r0 / 100} for n, (r0, r1) in nets.items()})
         (tmp_path / folder / "results.json").write_text(json.dumps(results))
     out = tmp_path / "spread.json"
-    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "s1"), "--json", str(out)]) == 0
+    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert list(report["nets"]) == ["net"] and report["seeds"] == [0, 1]
     # at 0: (1.2 * 50 + 1.0 * 70) / (50 + 70); at 1: (1.5 * 40 + 1.0 * 60) / (40 + 60)
@@ -548,4 +571,24 @@ def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys)
     assert report["nets"]["net"]["spearman_min"] == pytest.approx(0.91)
     assert "1.08x / 1.20x" in capsys.readouterr().out
     assert spread.main([str(tmp_path / "s0"), str(tmp_path / "missing")]) == 2
-    assert "missing/results.json" in capsys.readouterr().err
+    assert "missing/results.json: missing" in capsys.readouterr().err
+    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "s0")]) == 2  # one seed twice
+    assert "each seed once" in capsys.readouterr().err
+    other = json.loads((tmp_path / "s1" / "results.json").read_text())
+    other["config"]["steps"] = 1000
+    (tmp_path / "s1" / "results.json").write_text(json.dumps(other))
+    assert spread.main([str(tmp_path / "s0"), str(tmp_path / "s1")]) == 2  # another budget is another experiment
+    assert "differs in steps" in capsys.readouterr().err
+
+
+def test_a_linked_stage_keeps_the_time_it_took_where_it_ran(tmp_path):
+    """benchmarks/multistyle_experiment.py: a VAE folder linked from another experiment (a seed study) only resumes
+    here; its time is the one the other experiment recorded."""
+    exp = load_benchmark("multistyle_experiment")
+    (tmp_path / "first" / "vae_x").mkdir(parents=True)
+    (tmp_path / "first" / "timings.json").write_text(json.dumps({"vae_x": 612.5}))
+    (tmp_path / "second").mkdir()
+    (tmp_path / "second" / "vae_x").symlink_to(tmp_path / "first" / "vae_x")
+    assert exp.linked_timing(tmp_path / "second" / "vae_x", "vae_x") == 612.5
+    assert exp.linked_timing(tmp_path / "second" / "vae_x", "vae_y") is None
+    assert exp.linked_timing(tmp_path / "first" / "vae_x", "vae_x") is None  # not a link: it ran here
