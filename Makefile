@@ -56,7 +56,7 @@ test-slow: weights
 # Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
 # benchmarks/sampler.py, benchmarks/sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
 # benchmarks/lpips_crosscheck.py, benchmarks/video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py,
-# benchmarks/norm_modes.py, benchmarks/decoder_variation.py
+# benchmarks/norm_modes.py, benchmarks/decoder_variation.py, benchmarks/seed_spread.py
 # (see README).
 bench: weights
 	@mkdir -p runs/bench
