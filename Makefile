@@ -25,8 +25,8 @@ VAE_SEED ?= 1
 # The sampler draws at the stylizer's size (the texture decoder is fully convolutional) and the stylizer trains on the
 # mean Gram of the samples at each t, moved so that the pure samples' mean is the style image itself (--anchor-ends),
 # with half the examples at a pure style (--end-share 0.5), and conditional instance norm (--conditioning cin): on
-# the paintings the closest net to the single-style nets at both ends measured, one seed (README, "Multi-style vs
-# single-style").
+# the paintings the closest net to the single-style nets, or level with the closest, at both ends over three stylizer
+# seeds (1.05x / 1.16x; README, "Multi-style vs single-style").
 # STY_SIZE is the stylizer's --size, the scale of the styles for the VAE (--style-size) and the samples' size (a
 # multiple of 8). A run folder refuses other settings than it was made with: after changing these, `make clean`.
 STY_SIZE ?= 128

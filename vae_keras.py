@@ -45,7 +45,8 @@ from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_
 from vae_latents import encode_styles, save_latents, training_crops
 from perceptual import gram_matrix
 from vae_model import (DECODER_PADDINGS, DECODERS, GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size,
-                       decoder_noise, diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
+                       decoder_noise, diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss,
+                       texture_grams)
 
 BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)

@@ -320,8 +320,8 @@ def linked_timing(folder: Path | None, stage: str) -> float | None:
 
 def continuum_nets(trained: list[str], vae_of: dict, size: int, ends: str) -> tuple[str | None, str | None]:
     """The two nets of the continuum figure, None where none was trained: make demo's route (texture-decoder
-    samples at the stylizer's size, mean targets anchored on the paintings, the --end-share twin whose run names end
-    in `ends`), or the nearest route among `trained` (the nets on VAE samples: `vae_of`'s keys); and next to it the
+    samples at the stylizer's size, mean targets anchored on the paintings, the --end-share twin, whose run name
+    holds `ends`), or the nearest route among `trained` (the nets on VAE samples: `vae_of`'s keys); and next to it the
     mixing net trained with the same share at the ends, or the plain one."""
     route = f"vae_texture-relu3_{size}px_mean"
     candidates = [f"{route}_anchored{ends}", f"{route}_anchored", route, f"vae_texture_{size}px_mean",

@@ -24,8 +24,8 @@ import image_utilities as iu  # noqa: E402
 RATIOS = ("loss_at_0_vs_single", "loss_at_1_vs_single")
 SINGLE = ("single_A_loss", "single_B_loss")
 SPEARMAN = "spearman_strength_vs_style_loss_to_A"
-# configuration keys that say where and what to run, not what is measured (stylizer_seed / seed: what varies)
-PER_RUN = {"stylizer_seed", "seed", "out", "figure", "skip", "cin_twins"}
+# configuration keys that say where and what to run, not what is measured (stylizer_seed: what varies)
+PER_RUN = {"stylizer_seed", "out", "figure", "skip", "cin_twins"}
 
 
 def read_results(folder: Path) -> dict:
@@ -45,8 +45,7 @@ def read_results(folder: Path) -> dict:
 
 
 def seed_of(results: dict) -> int:
-    config = results.get("config", {})
-    return config.get("stylizer_seed", config.get("seed", 0))  # "seed": the option's name before the tenth session
+    return results.get("config", {}).get("stylizer_seed", 0)  # experiments from before the option: seed 0
 
 
 def check_same_experiment(results: list[dict], folders) -> None:
@@ -56,7 +55,8 @@ def check_same_experiment(results: list[dict], folders) -> None:
 
     first = setup(results[0])
     for r, folder in zip(results[1:], folders[1:]):
-        changed = sorted(k for k in setup(r).keys() | first.keys() if setup(r).get(k) != first.get(k))
+        this = setup(r)
+        changed = sorted(k for k in this.keys() | first.keys() if this.get(k) != first.get(k))
         if changed:
             raise ValueError(f"{folder}: not the experiment of {folders[0]} at another seed (differs in "
                              f"{', '.join(changed)})")

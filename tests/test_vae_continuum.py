@@ -558,7 +558,7 @@ def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys)
     runs = {"s0": (50.0, 40.0, {"net": (1.2, 1.5), "only_here": (1.0, 1.0)}), "s1": (70.0, 60.0, {"net": (1.0, 1.0)})}
     for folder, (a, b, nets) in runs.items():
         (tmp_path / folder).mkdir()
-        results = {"single_A_loss": a, "single_B_loss": b, "config": {"seed": int(folder[1])}}
+        results = {"single_A_loss": a, "single_B_loss": b, "config": {"stylizer_seed": int(folder[1])}}
         results.update({n: {"loss_at_0_vs_single": r0, "loss_at_1_vs_single": r1,
                             "spearman_strength_vs_style_loss_to_A": 0.9 + r0 / 100} for n, (r0, r1) in nets.items()})
         (tmp_path / folder / "results.json").write_text(json.dumps(results))
