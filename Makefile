@@ -81,7 +81,7 @@ demo: weights
 		--precision $(VAE_PRECISION) --seed $(VAE_SEED)
 	$(PY) image_utilities.py gif $(DEMO)/vae/snapshots $(DEMO)/vae_training.gif --fps 4
 	cp $(DEMO)/vae/quad_0.png $(DEMO)/vae_quad.png
-	$(PY) vae_keras_gui.py --run-dir $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
+	$(PY) vae_keras_gui.py --vae $(DEMO)/vae $(RES)/styles/night_swirls.png $(RES)/styles/honeycomb.png \
 		--points 8 --save $(DEMO)/vae_interpolation.png
 	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
 	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9 --sample-size $(STY_SIZE)

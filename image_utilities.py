@@ -36,7 +36,12 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", "
 DEFAULT_MAX_PIXELS = 100_000_000
 
 
-class ImageError(ValueError):
+class UserError(Exception):
+    """Input the program cannot use (a file, a folder, a flag value). Its message is one line that names the file or
+    flag and says what is wrong; every script's main() prints it as `error: ...` and exits with 2 (run_main)."""
+
+
+class ImageError(UserError, ValueError):
     """A file that cannot be used as an image. The message always starts with the file's path."""
 
     def __init__(self, path, reason):
@@ -57,7 +62,7 @@ def _current_umask() -> int:
 _FILE_MODE = 0o666 & ~_current_umask()
 
 
-class OutputPathError(ValueError):
+class OutputPathError(UserError, ValueError):
     """An output path that cannot be created (a file stands where a folder must be)."""
 
 
@@ -212,6 +217,8 @@ def load_image(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
         deep = _load_16bit_png(path)
         if deep is not None and deep.shape == pixels.shape:
             pixels = deep
+    if not np.isfinite(pixels).all():  # a float TIFF can hold NaN: it would poison every number computed from it
+        raise ImageError(path, f"holds {int((~np.isfinite(pixels)).any(-1).sum())} NaN or infinite pixels")
     return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
@@ -474,38 +481,63 @@ def fail(message: str, code: int = 2) -> int:
     return code
 
 
+def os_error_line(e: OSError) -> str:
+    """An OSError as one line that names the file: 'runs/x/.lock: cannot write here: permission denied'."""
+    reason = (e.strerror or str(e) or type(e).__name__).lower()
+    what = {PermissionError: "permission denied", IsADirectoryError: "is a folder, not a file",
+            NotADirectoryError: "a file stands where a folder must be"}.get(type(e), reason)
+    return f"{e.filename}: {what}" if e.filename else what
+
+
+def run_main(parser: argparse.ArgumentParser, argv=None) -> int:
+    """Every script's main(): parse `argv`, call the function its (sub)command set as `run`, and turn bad input
+    (UserError, ValueError) and refused file operations (OSError: a read-only folder, a file where a folder must
+    be) into one line on stderr and exit code 2."""
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (UserError, ValueError) as e:
+        return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+    except OSError as e:
+        return fail(os_error_line(e))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("gif", help="animate a folder of snapshots into a GIF (natural order)",
                        formatter_class=HelpFormatter)
+    p.set_defaults(run=gif_command)
     p.add_argument("folder", type=Path, help="folder of frames (not searched recursively)")
     p.add_argument("out", type=Path, help="the GIF to write")
     p.add_argument("--fps", type=float, default=4.0, help="frames per second")
     p.add_argument("--glob", default="*", help="only files whose name matches, e.g. 'pair_00000_*.png'")
     p = sub.add_parser("grid", help="tile images into one picture", formatter_class=HelpFormatter)
+    p.set_defaults(run=grid_command)
     p.add_argument("images", nargs="+", type=Path, help="images, tiled row by row")
     p.add_argument("--out", type=Path, required=True, help="the PNG or JPEG to write")
     p.add_argument("--cols", type=int, help="images per row (default: a square-ish grid)")
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if args.command == "gif":
-            if not args.folder.is_dir():
-                return fail(f"{args.folder}: no such folder")
-            if args.fps <= 0:
-                return fail(f"--fps must be positive, got {args.fps}")
-            n, skipped = make_gif(args.folder, args.out, args.fps, args.glob)
-            print(f"wrote {args.out}: {n} frames at {args.fps:g} fps, {skipped} files skipped")
-        elif args.command == "grid":
-            save_image(args.out, image_grid([load_image(p) for p in args.images], cols=args.cols))
-            print(f"wrote {args.out}")
-    except ImageError as e:
-        return fail(str(e))
+def gif_command(args) -> int:
+    if not args.folder.is_dir():
+        return fail(f"{args.folder}: no such folder")
+    if args.fps <= 0:
+        return fail(f"--fps must be positive, got {args.fps}")
+    n, skipped = make_gif(args.folder, args.out, args.fps, args.glob)
+    print(f"wrote {args.out}: {n} frames at {args.fps:g} fps, {skipped} files skipped")
     return 0
+
+
+def grid_command(args) -> int:
+    save_image(args.out, image_grid([load_image(p) for p in args.images], cols=args.cols))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -156,14 +156,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        report = inspect(args.folder, sheet=args.sheet)
-    except (iu.ImageError, iu.OutputPathError, style_sampler.ManifestError) as e:
-        return iu.fail(str(e))
+def inspect_command(args) -> int:
+    report = inspect(args.folder, sheet=args.sheet)
     print(json.dumps(report) if args.json else format_report(report))
     return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    parser.set_defaults(run=inspect_command)
+    return iu.run_main(parser, argv)
 
 
 if __name__ == "__main__":

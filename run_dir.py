@@ -24,13 +24,13 @@ import sys
 import time
 from pathlib import Path
 
-from image_utilities import (atomic_write_json, atomic_write_text, load_image, make_dirs, remove_stale_temps,
-                             to_uint8)
+from image_utilities import (UserError, atomic_write_json, atomic_write_text, load_image, make_dirs,
+                             remove_stale_temps, to_uint8)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run folder that cannot be used as asked (conflicting config, broken checkpoint)."""
 
 
@@ -98,8 +98,17 @@ def add_run_args(parser, defaults: RunControl):
 def current_keys(cls, saved: dict) -> dict:
     """A saved config with keys that `cls` renamed since (its RENAMED_KEYS, old -> new) under their new names, so run
     folders written before a rename still load and resume."""
+    if not isinstance(saved, dict):
+        return saved
     renamed = getattr(cls, "RENAMED_KEYS", {})
     return {renamed.get(k, k): v for k, v in saved.items()}
+
+
+def missing_keys(cls, saved: dict) -> dict:
+    """Values for the fields a saved config lacks: a field added since the run was made takes the value the code
+    had before it existed (the class's MISSING_MEANS), else its default."""
+    legacy = getattr(cls, "MISSING_MEANS", {})
+    return {k: legacy[k] for k in legacy if k not in saved}
 
 
 def field_defaults(config) -> dict:
@@ -115,17 +124,39 @@ def field_defaults(config) -> dict:
     return json.loads(json.dumps(defaults))
 
 
+def config_problem(config) -> str | None:
+    """What is wrong with a config's values (None when nothing): a config class lists its enumerated fields in
+    CHOICES ({field: allowed values}) and its numeric lower bounds in AT_LEAST ({field: bound})."""
+    for key, allowed in getattr(config, "CHOICES", {}).items():
+        value = getattr(config, key)
+        if value not in allowed:
+            return f"{key} is {value!r}: use one of {', '.join(map(str, allowed))}"
+    for key, low in getattr(config, "AT_LEAST", {}).items():
+        value = getattr(config, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
+            return f"{key} is {value!r}: it must be a number of at least {low:g}"
+    return None
+
+
 def read_config(run_dir, cls, kind: str):
-    """The `cls` config saved in RUN/config.json (lists back to tuples); RunError naming the file otherwise."""
+    """The `cls` config saved in RUN/config.json (lists back to tuples); RunError naming the file otherwise, also
+    for values the code cannot use (config_problem)."""
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise RunError(f"{run_dir}: not a {kind} run folder (no config.json)")
     try:
         raw = current_keys(cls, json.loads(path.read_text()))
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields})
-    except (json.JSONDecodeError, TypeError, AttributeError) as e:
+        config = cls(**{**missing_keys(cls, raw),
+                        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields}})
+    except (json.JSONDecodeError, TypeError, AttributeError, UnicodeDecodeError) as e:
         raise RunError(f"{path}: unreadable config ({e})") from None
+    problem = config_problem(config)
+    if problem:
+        raise RunError(f"{path}: {problem}")
+    return config
 
 
 def restore_latest(run_dir, **trackables) -> str:
@@ -348,6 +379,9 @@ class Run:
         self.path = Path(path)
         self.config = config
         self.chief, self.task = chief, task
+        problem = config_problem(config)
+        if problem:
+            raise RunError(f"{self.path}: cannot train with {problem}")
         make_dirs(self.path)
         if chief:  # the chief writes the shared files; every other worker only its own workers/worker_N/
             FolderLock(self.path)
@@ -365,7 +399,8 @@ class Run:
         if self.config_path.exists():
             # A key the folder's config lacks was added since: the run was made with its default (as read_config
             # loads it), so asking for another value is a conflict too.
-            old = {**field_defaults(config), **current_keys(type(config), json.loads(self.config_path.read_text()))}
+            saved = current_keys(type(config), json.loads(self.config_path.read_text()))
+            old = {**field_defaults(config), **json.loads(json.dumps(missing_keys(type(config), saved))), **saved}
             conflicts = [k for k in new if k not in resume_safe and k in old and old[k] != new[k]]
             if conflicts:
                 k = conflicts[0]

@@ -83,6 +83,7 @@ def read_manifest(folder) -> list[dict]:
         return []
     record = read_sampler_json(folder) or {}
     num_styles = len(record["style_names"]) if record.get("style_names") else None
+    root = Path(folder).resolve()
     lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
     last = lines.pop()  # what follows the last newline: "" unless the writer was killed mid-line
     entries = []
@@ -95,7 +96,7 @@ def read_manifest(folder) -> list[dict]:
             if number == len(lines) + 1:
                 break
             raise ManifestError(f"{path}:{number}: not a JSON line") from None
-        problem = entry_problem(entry, num_styles)
+        problem = entry_problem(entry, num_styles) or file_problem(root, entry["file"])
         if problem:
             raise ManifestError(f"{path}:{number}: {problem}")
         num_styles = num_styles or len(entry["weights"])
@@ -123,6 +124,23 @@ def entry_problem(entry, num_styles: int | None) -> str | None:
         return f"weights must be non-negative, got {entry['weights']}"
     if abs(w.sum() - 1.0) > 1e-4:
         return f"weights sum to {w.sum():.6g}, not 1"
+    return None
+
+
+def file_problem(root: Path, name: str) -> str | None:
+    """Why a manifest's file name cannot be read as a sample of the folder `root` (resolved), None when it can:
+    after following symlinks it must stay inside the folder (no absolute path, no '..', no link out), and what it
+    names, where it exists, must be a regular file. A missing file is no problem here: readers skip it as
+    unreadable."""
+    path = root / name
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return "names a file that cannot be resolved"
+    if Path(name).is_absolute() or not resolved.is_relative_to(root) or resolved == root:
+        return "names a file outside the sample folder"
+    if (path.exists() or path.is_symlink()) and not resolved.is_file():
+        return "names something that is not a regular file"
     return None
 
 
@@ -452,26 +470,27 @@ def build_parser() -> argparse.ArgumentParser:
                     help="draw PX x PX samples instead of the VAE's crop size (a --decoder texture VAE only; give the "
                          "stylizer's --size); 0: the VAE's crop size")
     ap.add_argument("--verify", action="store_true", help="check manifest against files; exit 1 on a mismatch")
+    ap.set_defaults(run=sample_command)
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def sample_command(args) -> int:
     if args.verify:
         return verify_command(args.out)
     if args.vae is None:
         return iu.fail("--vae RUN_DIR is required (unless --verify)")
     if args.pairs < 1 or args.points < 2 or args.batch_size < 1 or args.temperature < 0 or args.size < 0:
         return iu.fail("need --pairs >= 1, --points >= 2, --batch-size >= 1, --temperature >= 0 and --sample-size >= 0")
-    try:
-        shard = parse_shard(args.shard)
-        config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points,
-                               interp=args.interp, pair=args.pair, temperature=args.temperature, draw=args.draw,
-                               seed=args.seed, batch_size=args.batch_size, size=args.size)
-        sample(config, args.out, shard)
-    except (RunError, ValueError, iu.ImageError) as e:
-        return iu.fail(str(e))
+    shard = parse_shard(args.shard)
+    config = SamplerConfig(vae=str(args.vae.resolve()), pairs=args.pairs, points=args.points, interp=args.interp,
+                           pair=args.pair, temperature=args.temperature, draw=args.draw, seed=args.seed,
+                           batch_size=args.batch_size, size=args.size)
+    sample(config, args.out, shard)
     return 0
+
+
+def main(argv=None) -> int:
+    return iu.run_main(build_parser(), argv)
 
 
 def verify_command(out: Path) -> int:

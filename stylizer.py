@@ -75,7 +75,11 @@ class StylizerConfig(RunControl):
     snapshot_every: int = 500
     checkpoint_every: int = 500
 
-    RENAMED_KEYS = {"styles": "samples"}  # config.json of runs made before issue 11 (see run_dir.current_keys)
+    RENAMED_KEYS = {"styles": "samples"}  # config.json of older runs (see run_dir.current_keys)
+    CHOICES = {"conditioning": CONDITIONINGS, "strength_draw": ("uniform", "ends"), "style_targets": STYLE_TARGETS,
+               "precision": PRECISIONS, "content_layer": ("relu2_2", "relu3_3")}
+    AT_LEAST = {"size": 16, "steps": 1, "batch_size": 1, "lr": 0.0, "end_share": 0.0, "style_crop_size": 0,
+                "content_weight": 0.0, "style_weight": 0.0, "tv_weight": 0.0}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -184,14 +188,30 @@ def load_stylizer(run_dir):
     from stylizer_net import build_stylizer
 
     config = read_config(run_dir, StylizerConfig, "stylizer")
-    styles_path = Path(run_dir) / "styles.json"
-    if not styles_path.exists():
-        raise RunError(f"{run_dir}: not a stylizer run folder (no styles.json)")
-    names = json.loads(styles_path.read_text())["style_names"]
+    names = read_style_names(run_dir, config)
     with dtype_policy("float32"):  # inference in float32 whatever the training precision
         net = build_stylizer(len(names), config.conditioning)
     restore_latest(run_dir, net=net)
     return net, config, names
+
+
+def read_style_names(run_dir, config: StylizerConfig) -> list[str]:
+    """The style names of a run (RUN/styles.json, written by training), checked against the run's config: RunError
+    naming the file when it is missing, unreadable or counts another number of styles than the net was made for."""
+    path = Path(run_dir) / "styles.json"
+    if not path.exists():
+        raise RunError(f"{run_dir}: not a stylizer run folder (no styles.json)")
+    try:
+        record = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not JSON ({e})") from None
+    names = record.get("style_names") if isinstance(record, dict) else None
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise RunError(f"{path}: needs \"style_names\", a list of one name per style")
+    expected = record.get("num_styles", len(config.style_images) or None)
+    if expected is not None and len(names) != expected:
+        raise RunError(f"{path}: names {len(names)} styles, but the net was trained on {expected}")
+    return names
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -227,6 +247,8 @@ def stylize_command(args) -> int:
         return iu.fail("--sweep needs at least 2 strengths")
     if args.tile is not None and args.tile < 32:
         return iu.fail("--tile must be at least 32 pixels")
+    if args.max_side is not None and args.max_side < 16:
+        return iu.fail(f"--max-side {args.max_side}: the longer side must be at least 16 pixels")
     mapped = args.strength_map or args.weights_map
     if mapped and (args.sweep or args.strength_ramp):
         return iu.fail("a strength map sets the weights per pixel: it does not combine with --sweep or "
@@ -280,10 +302,13 @@ def stylize_videos(args, net, names, weights, weight_map=None) -> int:
 
 
 def export_command(args) -> int:
-    from stylizer_apply import export
+    from stylizer_apply import export, export_target_problem
 
+    problem = export_target_problem(args.out, args.overwrite)
+    if problem:  # before loading anything
+        return iu.fail(problem)
     net, _, names = load_stylizer(args.run_dir)
-    for path in export(net, len(names), args.out, args.tflite):
+    for path in export(net, len(names), args.out, args.tflite, args.overwrite, names):
         print(f"wrote {path}")
     return 0
 
@@ -431,6 +456,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, required=True, help="a trained stylizer run folder")
     p.add_argument("--out", type=Path, required=True, help="folder to write saved_model/ (and stylizer.tflite) into")
     p.add_argument("--tflite", action="store_true", help="also write stylizer.tflite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an earlier export in --out (only its own files; a folder holding anything else is "
+                        "refused)")
     add_optimize_args(command("optimize", optimize_command,
                               "Gatys et al. optimisation baseline with the same VGG16 and losses"))
     p = command("evaluate", evaluate_command, "losses, LPIPS and speed across strengths, with a plot")
@@ -450,11 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (iu.ImageError, RunError, ValueError) as e:
-        return iu.fail(str(e))
+    return iu.run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,22 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, smoothed_statistics,
-                          strength_weights, unfused_norms)
+from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, size_problem,
+                          smoothed_statistics, strength_weights, unfused_norms)
 
 
 def stylize_array(net, image: np.ndarray, weights) -> np.ndarray:
     out = net({"image": image[None].astype(np.float32), "weights": np.asarray(weights, np.float32)[None]},
               training=False)
     return np.asarray(out[0], np.float32)
+
+
+def check_size(image: np.ndarray, path) -> np.ndarray:
+    """`image`, or ImageError naming `path` when the network cannot take its size (stylizer_net.size_problem)."""
+    problem = size_problem(*image.shape[:2])
+    if problem:
+        raise iu.ImageError(path, problem)
+    return image
 
 
 def parse_weights(num_styles: int, strength=None, weights=None) -> np.ndarray:
@@ -205,12 +213,13 @@ def stylize_files(net, names, inputs, out: Path, weights, sweep: int = 0, keep_c
             continue
         try:
             image = iu.load_image(f)
+            if max_side:
+                image = iu.resize_max_side(image, max_side)
+            check_size(image, f)
         except iu.ImageError as e:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        if max_side:
-            image = iu.resize_max_side(image, max_side)
         if sweep:
             frames = [stylize_array(net, image, w)
                       for w in strength_weights(len(names), np.linspace(0.0, 1.0, sweep))]
@@ -375,7 +384,7 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
             if not ok:
                 return
             rgb = frame[..., ::-1].astype(np.float32) / 255.0
-            last[:] = [iu.resize_max_side(rgb, max_side) if max_side else rgb]
+            last[:] = [check_size(iu.resize_max_side(rgb, max_side) if max_side else rgb, src)]
             yield last[0]
 
     try:
@@ -387,6 +396,10 @@ def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = 
             writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))
             written += 1
             bar.update(written)
+    except BaseException:  # a frame the net cannot take, Ctrl-C: no partial file is left behind
+        writer.release()
+        tmp.unlink(missing_ok=True)
+        raise
     finally:
         cap.release()
         writer.release()
@@ -443,13 +456,40 @@ def serving_module(net, num_styles: int):
     return module
 
 
-def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
-    """`out/saved_model` (signature `serving_default`, see serving_module) and optionally `out/stylizer.tflite`, the
-    same function with the weights frozen; `out` is replaced only once both are written."""
+EXPORT_RECORD = "export.json"  # what an export folder holds; its presence marks the folder as one of ours
+
+
+def export_target_problem(out: Path, overwrite: bool) -> str | None:
+    """Why `--out` cannot take an export (None when it can): a file, a folder holding anything but an earlier
+    export (nothing there is ours to replace), or an earlier export without --overwrite."""
+    if out.exists() and not out.is_dir():
+        return f"{out}: is a file; --out names a folder"
+    if not out.is_dir() or not any(out.iterdir()):
+        return None
+    if not (out / EXPORT_RECORD).is_file():
+        return (f"{out}: is not empty and holds no earlier export ({EXPORT_RECORD}); give a new or empty folder, "
+                "nothing in it is replaced")
+    if not overwrite:
+        return f"{out}: holds an earlier export; --overwrite replaces it (its own files only)"
+    return None
+
+
+def export(net, num_styles: int, out: Path, tflite: bool = False, overwrite: bool = False,
+           names=None) -> list[Path]:
+    """`out/saved_model` (signature `serving_default`, see serving_module), optionally `out/stylizer.tflite` (the
+    same function with the weights frozen), and `out/export.json` (the style names and the files written). Nothing
+    the export did not write is touched: a non-empty `out` must be an earlier export, and is replaced only with
+    `overwrite`, file by file (each new file is built in a temp folder inside `out`, then renamed over the old one;
+    the earlier export's files that this one does not write are removed). ValueError with one line otherwise."""
+    import json
+
     import tensorflow as tf
 
-    iu.make_dirs(out.parent)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    problem = export_target_problem(out, overwrite)
+    if problem:
+        raise ValueError(problem)
+    iu.make_dirs(out)
+    staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".tmp", dir=out))
     try:
         module = serving_module(net, num_styles)
         signatures = {"serving_default": module.serve}
@@ -466,11 +506,22 @@ def export(net, num_styles: int, out: Path, tflite: bool = False) -> list[Path]:
                                                            .get_concrete_function())
             converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
             (staging / "stylizer.tflite").write_bytes(converter.convert())
-        staging.chmod(0o755)  # mkdtemp makes it private
-        if out.exists():
-            shutil.rmtree(out)
-        staging.replace(out)
+        written = ["saved_model"] + (["stylizer.tflite"] if tflite else [])
+        earlier = json.loads((out / EXPORT_RECORD).read_text()).get("files", []) \
+            if (out / EXPORT_RECORD).is_file() else []
+        for name in written:
+            new, old = staging / name, out / name
+            if old.is_dir() and not old.is_symlink():
+                old.replace(staging / f"old-{name}")  # out of the way, then the new one in its place
+            new.replace(old)
+        for name in set(earlier) - set(written):  # an earlier export's file that this one does not write
+            old = out / Path(name).name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old)
+            else:
+                old.unlink(missing_ok=True)
+        iu.atomic_write_json(out / EXPORT_RECORD, {"files": written, "num_styles": num_styles,
+                                                   "style_names": list(names or [])})
     finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
-    return [out / "saved_model"] + ([out / "stylizer.tflite"] if tflite else [])
+        shutil.rmtree(staging, ignore_errors=True)
+    return [out / name for name in written]

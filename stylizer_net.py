@@ -450,6 +450,18 @@ def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = 
     return keras.Model({"image": image, "weights": weights}, x, name=name)
 
 
+# The smallest image side the network takes: its reflection pads (4 px for the 9x9 convolutions) must be shorter than
+# the padded input, and the two stride-2 stages must leave a map at least 2 px wide.
+MIN_SIDE = 8
+
+
+def size_problem(height: int, width: int) -> str | None:
+    """Why the network cannot take an image of this size (None when it can)."""
+    if min(height, width) < MIN_SIDE:
+        return f"{width}x{height} is too small: the stylizer needs at least {MIN_SIDE}x{MIN_SIDE} pixels"
+    return None
+
+
 def strength_weights(num_styles: int, strengths) -> np.ndarray:
     """The one translation of strengths into the network's style weights: [len(strengths), num_styles] with 1 - s on
     the first style and s on the last (strength 0 is the first style, 1 the last), computed in the strengths' own

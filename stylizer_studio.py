@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 import image_utilities as iu
+from stylizer_apply import check_size
 
 ROOT = Path(__file__).resolve().parent
 PAGE_DIR = ROOT / "studio"
@@ -46,7 +47,16 @@ RESULTS_KEPT, IMAGES_KEPT = 32, 8
 
 
 class BadRequest(ValueError):
-    """A request the studio cannot serve; its message goes back to the page."""
+    """A request the studio cannot serve; its message goes back to the page with `status` (a 4xx)."""
+
+    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST):
+        super().__init__(message)
+        self.status = status
+
+
+class NotFound(BadRequest):
+    def __init__(self, message: str):
+        super().__init__(message, HTTPStatus.NOT_FOUND)
 
 
 class Studio:
@@ -84,7 +94,7 @@ class Studio:
         path = self.tmp / f"upload{next(self.counter)}{suffix}"
         path.write_bytes(data)
         try:
-            image = iu.load_image(path, max_pixels=self.max_pixels)
+            image = check_size(iu.load_image(path, max_pixels=self.max_pixels), path)
         except iu.ImageError as e:
             raise BadRequest(f"{name or 'the upload'}: {e.reason}") from None
         finally:
@@ -92,15 +102,30 @@ class Studio:
         return self.add_image(image)
 
     def image(self, key) -> np.ndarray:
-        if key not in self.images:
+        if not isinstance(key, str) or key not in self.images:
             raise BadRequest("unknown image id (upload it again)")
         return self.images[key]
 
+    def info(self) -> dict:
+        return {"styles": self.names, "conditioning": self.config.conditioning, "builtin": sorted(self.builtin),
+                "max_pixels": self.max_pixels, "preview_side": PREVIEW_SIDE, "run": str(self.run_dir),
+                "samples": str(self.samples) if self.samples else None}
+
+    def builtin_image(self, name: str) -> dict:
+        if name not in self.builtin:
+            raise NotFound(f"{name}: no such built-in image")
+        return self.add_image(self.builtin[name])
+
+    def result(self, key: str) -> bytes:
+        if not key.isdigit() or int(key) not in self.results:
+            raise NotFound("that result has expired; render it again")
+        return self.results[int(key)]
+
     def weights(self, values) -> np.ndarray:
-        try:
-            w = np.asarray(values, np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise BadRequest("weights must be numbers") from None
+        if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                   for v in values):
+            raise BadRequest(f"weights: a list of {len(self.names)} numbers")
+        w = np.asarray(values, np.float64).reshape(-1)
         if len(w) != len(self.names) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise BadRequest(f"weights: {len(self.names)} non-negative numbers, not all zero")
         return (w / w.sum()).astype(np.float32)
@@ -110,6 +135,8 @@ class Studio:
         from stylizer_apply import fit_map, load_weight_map
 
         try:
+            if not isinstance(data_url, str):
+                raise ValueError(data_url)
             raw = base64.b64decode(data_url.split(",", 1)[1], validate=True)
         except (IndexError, ValueError):
             raise BadRequest("the strength map is not a PNG data URL") from None
@@ -136,10 +163,12 @@ class Studio:
         from stylizer_apply import stylize_map, tiled_stylize
 
         image = self.image(request.get("id"))
+        if not isinstance(request.get("full", False), bool):
+            raise BadRequest("full: true or false")
         if not request.get("full"):
             image = iu.resize_max_side(image, PREVIEW_SIDE)
         weights = self.weights(request.get("weights"))
-        weight_map = self.strength_map(request["map"], *image.shape[:2]) if request.get("map") else None
+        weight_map = None if request.get("map") is None else self.strength_map(request["map"], *image.shape[:2])
         with self.lock:
             t0 = time.perf_counter()
             if max(image.shape[:2]) > TILE_ABOVE:
@@ -158,9 +187,9 @@ class Studio:
         from stylizer_net import strength_weights
 
         image = iu.resize_max_side(self.image(request.get("id")), 256)
-        n = int(request.get("n", 5))
-        if not 2 <= n <= 11:
-            raise BadRequest("a sweep has 2 to 11 strengths")
+        n = request.get("n", 5)
+        if isinstance(n, bool) or not isinstance(n, int) or not 2 <= n <= 11:
+            raise BadRequest("n: a sweep has 2 to 11 strengths (a whole number)")
         with self.lock:
             t0 = time.perf_counter()
             frames = [stylize_array(self.net, image, w)
@@ -174,13 +203,18 @@ class Studio:
 
         if self.samples is None or not (self.samples / style_sampler.MANIFEST).exists():
             return {"folder": str(self.samples) if self.samples else None, "rows": [], "fidelity": None}
-        entries = style_sampler.read_manifest(self.samples)
+        try:
+            entries = style_sampler.read_manifest(self.samples)
+        except style_sampler.ManifestError as e:
+            raise BadRequest(str(e), HTTPStatus.UNPROCESSABLE_ENTITY) from None
         rows = collections.defaultdict(list)
         for e in entries:
             rows[e["pair"]].append({"file": e["file"], "t": e["t"], "weights": e["weights"],
                                     "url": f"/api/sample/{e['file']}"})
-        fidelity_path = self.samples / "sample_fidelity.json"
-        fidelity = json.loads(fidelity_path.read_text()) if fidelity_path.exists() else None
+        try:  # the measures are shown when they can be read; the samples regardless
+            fidelity = json.loads((self.samples / "sample_fidelity.json").read_text())
+        except (OSError, ValueError, RecursionError):
+            fidelity = None
         return {"folder": str(self.samples), "styles": style_sampler.style_names(self.samples, len(self.names)),
                 "rows": [sorted(rows[p], key=lambda c: c["t"]) for p in sorted(rows)],
                 "fidelity": fidelity.get("summary") if isinstance(fidelity, dict) else None}
@@ -188,9 +222,15 @@ class Studio:
     def sample_file(self, name: str) -> Path:
         import style_sampler
 
-        if self.samples is None or name not in style_sampler.manifest_by_file(self.samples):
-            raise BadRequest(f"{name}: not a sample of this folder")
-        return self.samples / name
+        try:
+            listed = self.samples is not None and name in style_sampler.manifest_by_file(self.samples)
+        except style_sampler.ManifestError:
+            listed = False
+        path = (self.samples / name).resolve() if listed else None
+        # read_manifest refused names that leave the folder; resolve again in case a file became a link since
+        if path is None or not path.is_relative_to(self.samples.resolve()) or not path.is_file():
+            raise NotFound(f"{name}: not a sample of this folder")
+        return path
 
 
 def compiled_forward(net, num_styles: int):
@@ -208,108 +248,127 @@ def compiled_forward(net, num_styles: int):
                                                  np.asarray(weights, np.float32)[None])[0], np.float32)
 
 
-def make_handler(studio: Studio):
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "stylizer-studio"
+# Request bodies a browser sends to another origin without asking first (CORS "simple" requests): refused, so a web
+# page the user visits cannot make the studio render or upload. JSON calls carry application/json, uploads an image
+# type, which browsers send cross-origin only after a preflight this server never approves.
+SIMPLE_BODY_TYPES = ("text/plain", "multipart/form-data", "application/x-www-form-urlencoded")
+JSON_LIMIT, UPLOAD_LIMIT = 50 * 2 ** 20, 200 * 2 ** 20
+READ_TIMEOUT = 20  # seconds a connection may take to send its request; a slow or silent client is dropped
 
-        def log_message(self, fmt, *args):  # one quiet line per error only
-            pass
 
-        def send(self, status, body: bytes, content_type: str):
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+class Handler(BaseHTTPRequestHandler):
+    """The studio's HTTP handler: routes GET and POST to the Studio on `self.server.studio`. Every request first
+    passes the Host check (a DNS-rebinding page gets 403), every POST the body-type and Content-Length checks; a
+    bad request gets a 4xx with {"error": one line} that the page shows."""
 
-        def send_json(self, obj, status=HTTPStatus.OK):
-            self.send(status, json.dumps(obj).encode(), "application/json")
+    server_version = "stylizer-studio"
+    timeout = READ_TIMEOUT
 
-        def guarded(self, fn):
-            try:
-                fn()
-            except BadRequest as e:
-                self.send_json({"error": str(e)}, HTTPStatus.BAD_REQUEST)
-            except Exception as e:  # noqa: BLE001 - the server keeps serving whatever one request does
-                print(f"error serving {self.path}: {type(e).__name__}: {e}", flush=True)
-                self.send_json({"error": f"internal error: {type(e).__name__}: {e}"},
-                               HTTPStatus.INTERNAL_SERVER_ERROR)
+    def log_message(self, fmt, *args):  # quiet: errors are printed where they happen
+        pass
 
-        def body(self, limit: int) -> bytes:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > limit:
-                raise BadRequest(f"upload of {length:,} bytes is over the limit of {limit:,}")
-            return self.rfile.read(length)
+    def send(self, status, body: bytes, content_type: str):
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-store")
+        self.end_headers()
+        self.wfile.write(body)
 
-        def do_GET(self):
-            self.guarded(self.get)
+    def send_json(self, obj, status=HTTPStatus.OK):
+        self.send(status, json.dumps(obj).encode(), "application/json")
 
-        def do_POST(self):
-            self.guarded(self.post)
+    def guarded(self, fn):
+        try:
+            if self.headers.get("Host", "") not in self.server.allowed_hosts:
+                raise BadRequest(f"Host {self.headers.get('Host', '')!r} is not this studio's", HTTPStatus.FORBIDDEN)
+            fn()
+        except BadRequest as e:
+            self.send_json({"error": str(e)}, e.status)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True
+        except Exception as e:  # noqa: BLE001 - the server keeps serving whatever one request does
+            print(f"error serving {self.path}: {type(e).__name__}: {e}", flush=True)
+            self.send_json({"error": f"internal error: {type(e).__name__}: {e}"}, HTTPStatus.INTERNAL_SERVER_ERROR)
 
-        def get(self):
-            path = unquote(urlparse(self.path).path)
-            if path in ("/", "/index.html"):
-                return self.send(HTTPStatus.OK, (PAGE_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
-            if path.startswith("/studio/"):
-                asset = (PAGE_DIR / path[len("/studio/"):]).resolve()
-                if asset.parent != PAGE_DIR.resolve() or not asset.is_file():
-                    raise BadRequest(f"{path}: no such page asset")
-                kind = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
-                return self.send(HTTPStatus.OK, asset.read_bytes(), kind)
-            if path == "/api/info":
-                return self.send_json({"styles": studio.names, "conditioning": studio.config.conditioning,
-                                       "builtin": sorted(studio.builtin), "max_pixels": studio.max_pixels,
-                                       "preview_side": PREVIEW_SIDE, "run": str(studio.run_dir),
-                                       "samples": str(studio.samples) if studio.samples else None})
-            if path.startswith("/api/builtin/"):
-                name = path[len("/api/builtin/"):]
-                if name not in studio.builtin:
-                    raise BadRequest(f"{name}: no such built-in image")
-                return self.send_json(studio.add_image(studio.builtin[name]))
-            if path.startswith("/api/source/") and path.endswith(".png"):  # the input, at preview size
-                image = iu.resize_max_side(studio.image(path[len("/api/source/"):-4]), PREVIEW_SIDE)
-                return self.send(HTTPStatus.OK, iu.encode_image(image, ".png"), "image/png")
-            if path.startswith("/api/result/") and path.endswith(".png"):
-                n = path[len("/api/result/"):-4]
-                if not n.isdigit() or int(n) not in studio.results:
-                    raise BadRequest("that result has expired; render it again")
-                return self.send(HTTPStatus.OK, studio.results[int(n)], "image/png")
-            if path == "/api/samples":
-                return self.send_json(studio.sample_table())
-            if path.startswith("/api/sample/"):
-                return self.send(HTTPStatus.OK, studio.sample_file(path[len("/api/sample/"):]).read_bytes(),
-                                 "image/png")
-            raise BadRequest(f"{path}: not found")
+    def body(self, allowed_types, limit: int) -> bytes:
+        """The request body, after checking its type against `allowed_types` (prefixes) and its Content-Length."""
+        kind = self.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if kind in SIMPLE_BODY_TYPES or not kind.startswith(allowed_types):
+            raise BadRequest(f"a body of type {kind or 'none'} is not accepted here (send "
+                             f"{' or '.join(allowed_types)})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
+        raw = self.headers.get("Content-Length", "")
+        if not raw.isdigit():
+            raise BadRequest(f"Content-Length {raw!r}: a byte count is required", HTTPStatus.BAD_REQUEST)
+        if int(raw) > limit:
+            raise BadRequest(f"a body of {int(raw):,} bytes is over the limit of {limit:,}",
+                             HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+        data = self.rfile.read(int(raw))
+        if len(data) < int(raw):
+            raise ConnectionError("the client sent less than its Content-Length")
+        return data
 
-        def post(self):
-            path = urlparse(self.path).path
-            if path == "/api/image":
-                name = unquote(self.headers.get("X-Filename") or "upload")
-                return self.send_json(studio.upload(self.body(200 * 2 ** 20), name))
-            try:
-                request = json.loads(self.body(50 * 2 ** 20) or b"{}")
-            except json.JSONDecodeError:
-                raise BadRequest("the request is not JSON") from None
-            if not isinstance(request, dict):
-                raise BadRequest("the request must be a JSON object")
-            if path == "/api/stylize":
-                return self.send_json(studio.stylize(request))
-            if path == "/api/sweep":
-                return self.send_json(studio.sweep(request))
-            raise BadRequest(f"{path}: not found")
+    def do_GET(self):
+        self.guarded(self.get)
 
-    return Handler
+    def do_POST(self):
+        self.guarded(self.post)
+
+    def get(self):
+        studio = self.server.studio
+        path = unquote(urlparse(self.path).path)
+        if path in ("/", "/index.html"):
+            return self.send(HTTPStatus.OK, (PAGE_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
+        if path.startswith("/studio/"):
+            asset = (PAGE_DIR / path[len("/studio/"):]).resolve()
+            if asset.parent != PAGE_DIR.resolve() or not asset.is_file():
+                raise NotFound(f"{path}: no such page asset")
+            kind = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
+            return self.send(HTTPStatus.OK, asset.read_bytes(), kind)
+        if path == "/api/info":
+            return self.send_json(studio.info())
+        if path.startswith("/api/builtin/"):
+            return self.send_json(studio.builtin_image(path[len("/api/builtin/"):]))
+        if path.startswith("/api/source/") and path.endswith(".png"):  # the input, at preview size
+            image = iu.resize_max_side(studio.image(path[len("/api/source/"):-4]), PREVIEW_SIDE)
+            return self.send(HTTPStatus.OK, iu.encode_image(image, ".png"), "image/png")
+        if path.startswith("/api/result/") and path.endswith(".png"):
+            return self.send(HTTPStatus.OK, studio.result(path[len("/api/result/"):-4]), "image/png")
+        if path == "/api/samples":
+            return self.send_json(studio.sample_table())
+        if path.startswith("/api/sample/"):
+            return self.send(HTTPStatus.OK, studio.sample_file(path[len("/api/sample/"):]).read_bytes(), "image/png")
+        raise NotFound(f"{path}: not found")
+
+    def post(self):
+        studio = self.server.studio
+        path = urlparse(self.path).path
+        if path == "/api/image":
+            name = unquote(self.headers.get("X-Filename") or "upload")
+            return self.send_json(studio.upload(self.body(("image/", "application/octet-stream"), UPLOAD_LIMIT),
+                                                name))
+        if path not in ("/api/stylize", "/api/sweep"):
+            raise NotFound(f"{path}: not found")
+        try:
+            request = json.loads(self.body(("application/json",), JSON_LIMIT))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            raise BadRequest("the request is not JSON") from None
+        if not isinstance(request, dict):
+            raise BadRequest("the request must be a JSON object")
+        return self.send_json(studio.stylize(request) if path == "/api/stylize" else studio.sweep(request))
 
 
 def make_server(run_dir, host: str = "127.0.0.1", port: int = 7860, samples=None,
                 max_pixels: int = 16_000_000) -> ThreadingHTTPServer:
     """The studio's HTTP server, bound but not yet serving (call serve_forever; port 0 picks a free port)."""
     studio = Studio(run_dir, samples, max_pixels)
-    server = ThreadingHTTPServer((host, port), make_handler(studio))
+    server = ThreadingHTTPServer((host, port), Handler)
     server.daemon_threads = True
     server.studio = studio
+    port = server.server_address[1]
+    # Requests must name this server as a browser does (DNS rebinding gives a page another name for our address).
+    names = {"127.0.0.1", "localhost", f"[{host}]" if ":" in host else host}
+    server.allowed_hosts = {f"{h}:{port}" for h in names} | (names if port == 80 else set())
     return server
 
 

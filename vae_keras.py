@@ -88,6 +88,12 @@ class VAEConfig(RunControl):
     decoder: str = "seed"
     decoder_padding: str = "zeros"
 
+    CHOICES = {"recon": ("mse", "bce", "perceptual", "gram"), "decoder": DECODERS, "decoder_padding": DECODER_PADDINGS,
+               "lr_schedule": LR_SCHEDULES, "precision": VAE_PRECISIONS}
+    AT_LEAST = {"size": 32, "latent_dim": 1, "width": 1, "steps": 1, "batch_size": 1, "lr": 0.0, "beta": 0.0,
+                "beta_warmup": 0, "clip_norm": 0.0, "style_size": 0, "encode_crops": 1, "noise_channels": 0,
+                "path_weight": 0.0, "endpoint_weight": 0.0, "diversity_weight": 0.0, "feature_weight": 0.0}
+
     @property
     def continuum(self) -> bool:
         return bool(self.path_weight or self.endpoint_weight or self.diversity_weight)
@@ -656,11 +662,7 @@ def sample_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.run(args)
-    except (iu.ImageError, RunError, ValueError) as e:
-        return iu.fail(str(e))
+    return iu.run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

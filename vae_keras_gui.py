@@ -1,7 +1,7 @@
 """Interactive viewer of VAE interpolations between two images.
 
-    python vae_keras_gui.py --run-dir runs/vae a.jpg b.jpg [--points 8] [--interp linear|slerp]
-    python vae_keras_gui.py --run-dir runs/vae a.jpg b.jpg --save strip.png     # no display needed
+    python vae_keras_gui.py --vae runs/vae a.jpg b.jpg [--points 8] [--interp linear|slerp]
+    python vae_keras_gui.py --vae runs/vae a.jpg b.jpg --save strip.png     # no display needed
 
 The window shows the two inputs (click one to choose the crop that is encoded), their reconstructions, a slider t in
 [0, 1] with the decoded interpolation, and a strip of --points decodes from A to B. `--save` renders the strip with
@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import RunError
 from vae_keras import at_training_scale, load_vae
 from vae_model import interpolate
 
@@ -147,25 +146,22 @@ def run_window(state: Interpolator):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
-    ap.add_argument("--run-dir", type=Path, required=True, help="a trained vae_keras.py run folder")
+    ap.add_argument("--vae", type=Path, required=True, help="a trained vae_keras.py run folder")
     ap.add_argument("image_a", type=Path, help="the image at t = 0")
     ap.add_argument("image_b", type=Path, help="the image at t = 1")
     ap.add_argument("--points", type=int, default=8, help="decodes in the strip, t = 0 ... 1 inclusive")
     ap.add_argument("--interp", choices=("linear", "slerp"), default="linear",
                     help="path between the two latents: straight line or great circle")
     ap.add_argument("--save", type=Path, help="render the strip to this PNG and exit, no window (default: open one)")
+    ap.set_defaults(run=interpolate_command)
     return ap
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def interpolate_command(args) -> int:
     if args.points < 2:
         return iu.fail("--points must be at least 2")
-    try:
-        vae, config = load_vae(args.run_dir)
-        a, b = iu.load_image(args.image_a), iu.load_image(args.image_b)
-    except (iu.ImageError, RunError) as e:
-        return iu.fail(str(e))
+    vae, config = load_vae(args.vae)
+    a, b = iu.load_image(args.image_a), iu.load_image(args.image_b)
     state = Interpolator(vae, config, a, b, args.points, args.interp)
     if args.save:
         save_strip(state, args.save)
@@ -173,6 +169,10 @@ def main(argv=None) -> int:
         return 0
     run_window(state)
     return 0
+
+
+def main(argv=None) -> int:
+    return iu.run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ posterior mean and std (written since `style_sampler.py --draw posterior`, which
 """
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,9 @@ def load_latents(run_dir) -> dict:
     try:
         with np.load(path) as z:
             latents = {k: z[k] for k in z.files}
-    except (OSError, ValueError) as e:
-        raise RunError(f"{path}: unreadable ({e})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # a truncated npz is a broken zip
+        raise RunError(f"{path}: unreadable ({e}); run `python vae_keras.py encode --run-dir {run_dir}` to write it "
+                       "again") from None
     for key in ("styles", "mean", "std"):
         if key not in latents:
             raise RunError(f"{path}: has no '{key}' array")

@@ -1,6 +1,7 @@
-"""The web studio (issue 15): its API, and the page driven in a real browser (Debian's chromium and
-chromium-driver, through Selenium). The browser tests skip, saying why, where no browser is installed; `.ci/run`
-installs one, so CI runs them."""
+"""The web studio: its API (and what it refuses: other hosts, cross-origin body types, files outside the sample
+folder, malformed requests), and the page driven in a real browser (Debian's chromium and chromium-driver, through
+Selenium). The browser tests skip, saying why, where no browser is installed; `.ci/run` installs one, so CI runs
+them."""
 import json
 import shutil
 import threading
@@ -43,7 +44,9 @@ def studio(tmp_path_factory):
 
 
 def call(url, data=None, headers=None):
-    request = urllib.request.Request(url, data=data, headers=headers or {})
+    """GET (or POST `data`, as JSON unless `headers` name another type); (status, body)."""
+    headers = {**({"Content-Type": "application/json"} if data is not None else {}), **(headers or {})}
+    request = urllib.request.Request(url, data=data, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             return response.status, response.read()
@@ -58,14 +61,14 @@ def test_api_serves_renders_and_survives_bad_requests(studio):
     assert status == 200 and info["styles"] == ["style_0", "style_1"]
     assert server_binds_loopback_by_default()
     for bad in (b"", b"not an image at all", b"\x89PNG\r\n\x1a\n broken"):
-        status, body = call(f"{base}/api/image", bad, {"X-Filename": "x.png"})
+        status, body = call(f"{base}/api/image", bad, {"X-Filename": "x.png", "Content-Type": "image/png"})
         assert status == 400 and "error" in json.loads(body)
     status, body = call(f"{base}/api/stylize", b"{not json", {"Content-Type": "application/json"})
     assert status == 400 and json.loads(body)["error"] == "the request is not JSON"
     status, body = call(f"{base}/api/stylize", json.dumps({"id": "nope", "weights": [1, 0]}).encode())
     assert status == 400
     status, body = call(f"{base}/api/sample/../../etc/passwd")
-    assert status == 400
+    assert status == 404
     # and it still serves: the samples view and a render
     status, body = call(f"{base}/api/samples")
     table = json.loads(body)
@@ -76,6 +79,153 @@ def test_api_serves_renders_and_survives_bad_requests(studio):
     result = json.loads(call(f"{base}/api/stylize", json.dumps({"id": got["id"], "weights": [0.2, 0.8]}).encode())[1])
     status, png = call(f"{base}{result['url']}")
     assert status == 200 and png.startswith(b"\x89PNG")
+
+
+def raw_request(base: str, head: str, body: bytes = b"", timeout: float = 30.0) -> tuple[int | None, bytes]:
+    """Send `head` (request line and headers, CRLF-joined, without the blank line) and `body` on a fresh socket,
+    half-close it so the server never waits for more, and return (status or None if it closed silently, body)."""
+    import socket
+
+    host, port = base.removeprefix("http://").split(":")
+    data = b""
+    with socket.create_connection((host, int(port)), timeout=timeout) as sock:
+        try:  # the server may answer (and close) before it has read all of a body it refused
+            sock.sendall(head.encode("latin-1") + b"\r\n\r\n" + body)
+            sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except ConnectionResetError:
+            pass
+    if not data.startswith(b"HTTP/"):
+        return None, data
+    return int(data.split(b" ", 2)[1]), data.split(b"\r\n\r\n", 1)[-1]
+
+
+def test_other_hosts_and_cross_origin_bodies_are_refused(studio):
+    base, _, _ = studio
+    port = base.rsplit(":", 1)[1]
+    assert raw_request(base, f"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1:{port}")[0] == 200
+    assert raw_request(base, f"GET /api/info HTTP/1.1\r\nHost: localhost:{port}")[0] == 200
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1:1", ""):  # DNS rebinding names another host
+        status, body = raw_request(base, f"GET /api/info HTTP/1.1\r\nHost: {host}")
+        assert status == 403 and "Host" in json.loads(body)["error"]
+    got = json.loads(call(f"{base}/api/builtin/scene_0")[1])
+    request = json.dumps({"id": got["id"], "weights": [0.5, 0.5]}).encode()
+    for kind in ("text/plain", "multipart/form-data; boundary=x", "application/x-www-form-urlencoded", ""):
+        status, body = call(f"{base}/api/stylize", request, {"Content-Type": kind} if kind else {"Content-Type": ""})
+        assert status == 415, kind
+    status, body = call(f"{base}/api/image", b"\x89PNG", {"Content-Type": "text/plain"})
+    assert status == 415
+    for length in ("abc", "-1", "", "1e3"):
+        head = (f"POST /api/stylize HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json"
+                + (f"\r\nContent-Length: {length}" if length else ""))
+        status, body = raw_request(base, head, request)
+        assert status == 400 and "Content-Length" in json.loads(body)["error"], length
+
+
+def test_a_silent_client_is_dropped_after_the_read_timeout(studio, monkeypatch):
+    import socket
+
+    base, _, _ = studio
+    monkeypatch.setattr(stylizer_studio.Handler, "timeout", 1.0)
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1")  # headers never finished
+        t0 = time.perf_counter()
+        assert sock.recv(1024) == b""  # the server closed it
+        assert time.perf_counter() - t0 < 10
+    assert call(f"{base}/api/info")[0] == 200
+
+
+def test_sample_files_outside_the_folder_are_not_served(studio, tmp_path):
+    base, run, d = studio
+    secret = tmp_path / "secret.png"
+    iu.save_image(secret, gradient_image(16, 16))
+    outside = d / "outside_samples"
+    outside.mkdir()
+    (outside / "pair_00099_t0.000.png").symlink_to(secret)
+    iu.save_image(outside / "ok.png", gradient_image(16, 16))
+    lines = [{"file": "ok.png", "pair": 0, "t": 0.0, "weights": [1.0, 0.0]},
+             {"file": "pair_00099_t0.000.png", "pair": 1, "t": 0.0, "weights": [1.0, 0.0]}]
+    (outside / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
+    server = stylizer_studio.make_server(run, "127.0.0.1", 0, samples=outside)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        other = f"http://127.0.0.1:{server.server_address[1]}"
+        for name in ("pair_00099_t0.000.png", "ok.png", "..%2F..%2Fetc%2Fpasswd", "%2Fetc%2Fhostname"):
+            assert call(f"{other}/api/sample/{name}")[0] == 404, name  # the manifest is refused as a whole
+        status, body = call(f"{other}/api/samples")
+        assert status == 422 and "manifest.jsonl:2: names a file outside the sample folder" in json.loads(body)["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def random_json(rng, depth=0):
+    kind = rng.integers(0, 9 if depth < 3 else 6)
+    return [lambda: None, lambda: bool(rng.integers(0, 2)), lambda: int(rng.integers(-10**6, 10**6)),
+            lambda: float(rng.choice([0.5, -1.0, 1e308, 3.0, 11.0, 2.0])), lambda: "x" * int(rng.integers(0, 40)),
+            lambda: "data:image/png;base64,AAAA", lambda: [random_json(rng, depth + 1) for _ in range(3)],
+            lambda: {k: random_json(rng, depth + 1) for k in ("id", "weights", "n", "map", "full")},
+            lambda: [0.5, 0.5]][kind]()
+
+
+def test_fuzzed_requests_never_get_a_500_and_the_studio_still_renders(studio):
+    """Over 200 random and malformed requests: bodies, headers, ids, numbers, nesting and sizes."""
+    base, _, _ = studio
+    port = base.rsplit(":", 1)[1]
+    rng = np.random.default_rng(7)
+    ids = [json.loads(call(f"{base}/api/builtin/scene_0")[1])["id"], "img999", "", "../x"]
+    tiny = iu.encode_image(np.zeros((1, 1, 3)), ".png")
+    paths = ["/api/stylize", "/api/sweep", "/api/image", "/api/info", "/api/samples", "/api/sample/x.png",
+             "/api/result/999999.png", "/api/result/abc.png", "/api/source/img1.png", "/api/builtin/nope",
+             "/studio/../stylizer.py", "/%2e%2e/%2e%2e/etc/passwd", "/nope", "/api/sample/..%2Fmanifest.jsonl"]
+    bodies = [lambda: json.dumps(random_json(rng)).encode(), lambda: b"[" * 100000 + b"]" * 100000,
+              lambda: json.dumps({"id": str(rng.choice(ids)), "weights": random_json(rng), "n": random_json(rng),
+                                  "map": random_json(rng), "full": random_json(rng)}).encode(),
+              lambda: b'{"id": "' + ids[0].encode() + b'", "weights": [1e999, 0]}', lambda: rng.bytes(300),
+              lambda: tiny, lambda: b'{"n": 1e999, "id": "' + ids[0].encode() + b'"}']
+    kinds = ["application/json", "image/png", "application/octet-stream", "text/plain", "application/json; x=1",
+             "", "image/"]
+    statuses = []
+    for i in range(240):
+        method = "POST" if rng.uniform() < 0.7 else "GET"
+        body = bodies[rng.integers(0, len(bodies))]() if method == "POST" else b""
+        headers = [f"Host: {'127.0.0.1:' + port if rng.uniform() < 0.9 else 'elsewhere'}"]
+        kind = kinds[rng.integers(0, len(kinds))]
+        if kind:
+            headers.append(f"Content-Type: {kind}")
+        length = rng.choice([str(len(body)), str(len(body)), "-1", "abc", str(len(body) // 2), "99999999999"])
+        if method == "POST":
+            headers.append(f"Content-Length: {length}")
+        status, _ = raw_request(base, "\r\n".join([f"{method} {paths[rng.integers(0, len(paths))]} HTTP/1.1",
+                                                     *headers]), body)
+        statuses.append(status)
+        assert status is None or status < 500, (i, method, headers, body[:200])
+    assert sum(s is not None and 400 <= s < 500 for s in statuses) > 150  # they were refused, not ignored
+    for n in ("abc", [], 1e999, 1.5, True):
+        status, body = call(f"{base}/api/sweep", json.dumps({"id": ids[0], "n": n}).encode()
+                            if n != 1e999 else b'{"id": "' + ids[0].encode() + b'", "n": 1e999}')
+        assert status == 400 and "2 to 11" in json.loads(body)["error"]
+    for request in ({"id": []}, {}, {"id": ids[0], "weights": [0.5, 0.5], "map": 5}):
+        status, body = call(f"{base}/api/stylize", json.dumps(request).encode())
+        assert status == 400 and json.loads(body)["error"]
+    status, body = call(f"{base}/api/image", tiny, {"Content-Type": "image/png", "X-Filename": "dot.png"})
+    assert status == 400 and "too small" in json.loads(body)["error"]
+    result = json.loads(call(f"{base}/api/stylize", json.dumps({"id": ids[0], "weights": [0.3, 0.7]}).encode())[1])
+    status, png = call(f"{base}{result['url']}")
+    assert status == 200 and iu.load_image(write_temp(png)).shape[2] == 3
+
+
+def write_temp(data: bytes) -> Path:
+    import tempfile
+
+    path = Path(tempfile.mkdtemp()) / "result.png"
+    path.write_bytes(data)
+    return path
 
 
 def server_binds_loopback_by_default():

@@ -189,10 +189,10 @@ def test_encode_reconstruct_sample_and_gui(style_files, tmp_path, capsys):
     assert iu.load_image(tmp_path / "rec" / "night_swirls_recon.png").shape[1] > 64
     assert V.main(["sample", "--run-dir", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     strip = tmp_path / "strip.png"
-    assert G.main(["--run-dir", str(run), *style_files, "--points", "5", "--save", str(strip)]) == 0
+    assert G.main(["--vae", str(run), *style_files, "--points", "5", "--save", str(strip)]) == 0
     h, w, _ = iu.load_image(strip).shape
     assert w > h
-    assert G.main(["--run-dir", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
+    assert G.main(["--vae", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
 
 
 def test_gui_window_click_moves_crop_and_slider_redraws(style_files, tmp_path):
