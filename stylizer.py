@@ -62,6 +62,7 @@ class StylizerConfig(RunControl):
     anchor_ends: bool = False        # samples: shift targets so the pure styles' mean is the painting's own Gram
     content: str = str(DEFAULT_CONTENT)
     conditioning: str = "channels"
+    residual: bool = False           # the net's output is the photo plus a learned change (stylizer_net.build_stylizer)
     size: int = 224
     steps: int = 40000
     batch_size: int = 4
@@ -76,6 +77,7 @@ class StylizerConfig(RunControl):
     checkpoint_every: int = 500
 
     RENAMED_KEYS = {"styles": "samples"}  # config.json of older runs (see run_dir.current_keys)
+    MISSING_MEANS = {"residual": False}  # what runs made before a field existed were trained with
     CHOICES = {"conditioning": CONDITIONINGS, "strength_draw": ("uniform", "ends"), "style_targets": STYLE_TARGETS,
                "precision": PRECISIONS, "content_layer": ("relu2_2", "relu3_3")}
     AT_LEAST = {"size": 16, "steps": 1, "batch_size": 1, "lr": 0.0, "end_share": 0.0, "style_crop_size": 0,
@@ -149,7 +151,7 @@ def train(config: StylizerConfig, run_dir) -> int:
     stream = ContentStream(config.content, config.size, config.seed, run.path / "bad_content.txt" if chief else None)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope(), dtype_policy(config.precision):
-        net = build_stylizer(targets.num_styles, config.conditioning)
+        net = build_stylizer(targets.num_styles, config.conditioning, config.residual)
         optimizer = keras.optimizers.Adam(config.lr)
         if config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -190,7 +192,7 @@ def load_stylizer(run_dir):
     config = read_config(run_dir, StylizerConfig, "stylizer")
     names = read_style_names(run_dir, config)
     with dtype_policy("float32"):  # inference in float32 whatever the training precision
-        net = build_stylizer(len(names), config.conditioning)
+        net = build_stylizer(len(names), config.conditioning, config.residual)
     restore_latest(run_dir, net=net)
     return net, config, names
 
@@ -394,6 +396,7 @@ def add_train_args(p):
     p.add_argument("--style-weight", type=float, default=d.style_weight, help="weight of the style (Gram) loss")
     p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, content order, crops and styles")
+    p.add_argument("--residual", action="store_true", help="the output is the photo plus a learned change")
     add_run_args(p, d)
 
 
