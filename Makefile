@@ -54,8 +54,8 @@ test-slow: weights
 	$(PY) -m pytest -m slow
 
 # Benchmarks print ratios against references measured in the same run. The others: benchmarks/vae_recon.py,
-# benchmarks/sampler.py, benchmarks/sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
-# benchmarks/lpips_crosscheck.py, benchmarks/video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py,
+# benchmarks/sampler.py, sample_fidelity.py, benchmarks/vae_cost.py, benchmarks/multistyle_experiment.py,
+# benchmarks/lpips_crosscheck.py, video_stability.py, benchmarks/profile_steps.py, benchmarks/micro_ops.py,
 # benchmarks/norm_modes.py, benchmarks/decoder_variation.py, benchmarks/seed_spread.py
 # (see README).
 bench: weights
@@ -86,7 +86,7 @@ demo: weights
 	@echo "== stage 3: sample interpolated styles from the VAE, and measure them"
 	$(PY) style_sampler.py --vae $(DEMO)/vae --out $(DEMO)/samples --pairs $(PAIRS) --points 9 --sample-size $(STY_SIZE)
 	$(PY) inspect_images.py $(DEMO)/samples --sheet $(DEMO)/samples_sheet.png
-	$(PY) benchmarks/sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/samples/sample_fidelity.json
+	$(PY) sample_fidelity.py --samples $(DEMO)/samples --out $(DEMO)/samples/sample_fidelity.json
 	$(PY) image_utilities.py gif $(DEMO)/samples $(DEMO)/samples_sweep.gif --glob 'pair_00000_*.png' --fps 4
 	@echo "== stage 4: multi-style stylizer on the samples and the built-in content"
 	$(PY) stylizer.py train --samples $(DEMO)/samples --content $(RES)/content --run-dir $(DEMO)/stylizer \
@@ -102,7 +102,7 @@ demo: weights
 		--strength-map $(RES)/maps/ramp.png --out $(DEMO)/mapped --overwrite
 	$(PY) image_utilities.py grid $(RES)/maps/ramp.png $(RES)/content/grace_hopper.png \
 		$(DEMO)/mapped/grace_hopper.png --cols 3 --out $(DEMO)/strength_map.png
-	$(PY) benchmarks/video_stability.py --run-dir $(DEMO)/stylizer --style $(RES)/styles/night_swirls.png \
+	$(PY) video_stability.py --run-dir $(DEMO)/stylizer --style $(RES)/styles/night_swirls.png \
 		--style $(RES)/styles/honeycomb.png --frames 12 --out $(DEMO)/video_stability.json
 	@echo
 	@echo "demo pictures:"

@@ -343,48 +343,6 @@ def random_crop(image: np.ndarray, size: int, rng: np.random.Generator, scale=(1
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Motion between frames: optical flow, warping, occlusion
-
-def optical_flow(src: np.ndarray, dst: np.ndarray, method: str = "dis") -> np.ndarray:
-    """Flow [H, W, 2] (x, y in pixels) from frame `src` to frame `dst` (float RGB): pixel p of `src` is seen at
-    p + flow[p] in `dst`. `dis` (OpenCV's DIS, medium preset: fast) or `farneback` (OpenCV's Farneback)."""
-    a, b = (cv2.cvtColor(to_uint8(im), cv2.COLOR_RGB2GRAY) for im in (src, dst))
-    if method == "dis":
-        return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM).calc(a, b, None)
-    if method == "farneback":
-        return cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 4, 21, 5, 7, 1.5, 0)
-    raise ValueError(f"unknown flow method '{method}': use dis or farneback")
-
-
-def flow_targets(flow: np.ndarray) -> np.ndarray:
-    """p + flow[p] for every pixel p = (x, y): where each pixel's flow lands, [H, W, 2] float32."""
-    h, w = flow.shape[:2]
-    grid = np.stack(np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32)), -1)
-    return grid + flow
-
-
-def warp(image: np.ndarray, flow: np.ndarray, cubic: bool = False) -> np.ndarray:
-    """Sample `image` at p + flow[p] (bilinear, or bicubic: less blur when warps repeat; edges replicated): with
-    the flow from frame t to frame t-1, the previous frame's pixels moved to where they are in frame t."""
-    where = flow_targets(flow)
-    return cv2.remap(image.astype(np.float32), where[..., 0], where[..., 1],
-                     cv2.INTER_CUBIC if cubic else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
-def reliable_flow(back: np.ndarray, forward: np.ndarray) -> np.ndarray:
-    """Where the flow `back` (frame t -> t-1) can be trusted, as a float mask [H, W]: the point it lands on is
-    inside frame t-1 and the flow `forward` (t-1 -> t) there leads back (forward-backward check of Sundaram et al.
-    2010, the criterion Ruder et al. 2016 use for occlusions)."""
-    h, w = back.shape[:2]
-    where = flow_targets(back)
-    inside = (where[..., 0] >= 0) & (where[..., 0] <= w - 1) & (where[..., 1] >= 0) & (where[..., 1] <= h - 1)
-    there = warp(forward, back)
-    mismatch = np.sum((there + back) ** 2, -1)
-    scale = np.sum(there ** 2, -1) + np.sum(back ** 2, -1)
-    return (inside & (mismatch <= 0.01 * scale + 0.5)).astype(np.float32)
-
-
-# --------------------------------------------------------------------------------------------------------------------
 # Figures
 
 def put_label(image: np.ndarray, text: str, scale: float | None = None) -> np.ndarray:
@@ -489,12 +447,15 @@ def os_error_line(e: OSError) -> str:
     return f"{e.filename}: {what}" if e.filename else what
 
 
-def run_main(parser: argparse.ArgumentParser, argv=None) -> int:
-    """Every script's main(): parse `argv`, call the function its (sub)command set as `run`, and turn bad input
-    (UserError, ValueError) and refused file operations (OSError: a read-only folder, a file where a folder must
-    be) into one line on stderr and exit code 2."""
-    args = parser.parse_args(argv)
+def run_main(parser: argparse.ArgumentParser, argv=None, prepare=None) -> int:
+    """Every script's main(): `prepare(parser, argv)` first if given (a job's recipe: run_config.apply_recipe), parse
+    `argv`, call the function its (sub)command set as `run`, and turn bad input (UserError, ValueError) and refused
+    file operations (OSError: a read-only folder, a file where a folder must be) into one line on stderr and exit
+    code 2."""
     try:
+        if prepare is not None:
+            prepare(parser, argv)
+        args = parser.parse_args(argv)
         return args.run(args)
     except (UserError, ValueError) as e:
         return fail(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)

@@ -19,7 +19,8 @@ import cv2
 import numpy as np
 
 import image_utilities as iu
-import style_sampler
+import sample_folder
+import sample_folder
 
 
 def _average_hash(image: np.ndarray) -> np.ndarray:
@@ -84,13 +85,13 @@ def contact_sheet(thumbs: dict, limit: int = 256) -> np.ndarray:
 
 def inspect(folder, sheet=None) -> dict:
     """inspect_folder, plus a "manifest" summary and a pairs x t sheet when `folder` is a style-sample folder."""
-    entries = style_sampler.read_manifest(folder) if Path(folder).is_dir() else []
+    entries = sample_folder.read_manifest(folder) if Path(folder).is_dir() else []
     arrange = (lambda thumbs: pairs_by_t_sheet(entries, thumbs)) if entries else None
     report = inspect_folder(folder, sheet=sheet, arrange=arrange)
     if entries:
         unreadable = {u["file"] for u in report["unreadable"]}
         missing = [e["file"] for e in entries if e["file"] in unreadable or not (Path(folder) / e["file"]).is_file()]
-        report["manifest"] = manifest_summary(entries, style_names=style_sampler.style_names(
+        report["manifest"] = manifest_summary(entries, style_names=sample_folder.style_names(
             folder, len(entries[0]["weights"])), missing=missing)
     return report
 

@@ -1,8 +1,7 @@
-"""The run folder every long job writes, and the training machinery the jobs share: config.json (a resumed run with
-other settings is refused), checkpoints with auto-resume, metrics.jsonl, TensorBoard scalars and snapshot images, a
+"""The run folder every long job writes, and the training loop the jobs share: config.json (a resumed run with other
+settings is refused), checkpoints with auto-resume, metrics.jsonl, TensorBoard scalars and snapshot images, a
 progress line, numbered snapshots, a clean stop on SIGTERM/Ctrl-C and a clear stop on NaN (Run, Run.train_loop);
-tf.distribute strategies and the compiled step that runs on every replica (make_strategy, per_replica,
-distributed_step).
+one writer per folder (FolderLock). The config itself: run_config.py; where the step runs: distribute.py.
 
 Randomness in our jobs is a pure function of (seed, step): data crops use `numpy.random.default_rng([seed, step])`
 and noise uses TensorFlow's stateless ops seeded by (seed, step). So the checkpoint needs only model, optimizer and
@@ -11,7 +10,6 @@ step to resume exactly: the RNG state and data position are recovered from the s
 from __future__ import annotations
 
 import atexit
-import contextlib
 import dataclasses
 import fcntl
 import json
@@ -24,139 +22,11 @@ import sys
 import time
 from pathlib import Path
 
-from image_utilities import (UserError, atomic_write_json, atomic_write_text, load_image, make_dirs,
-                             remove_stale_temps, to_uint8)
+from image_utilities import atomic_write_json, atomic_write_text, load_image, make_dirs, remove_stale_temps, to_uint8
+from run_config import (OPTIMIZER_KEYS, RESUMABLE_KEYS, RunError, config_problem, current_keys, field_defaults,
+                        missing_keys, removed_problem)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-
-class RunError(UserError, RuntimeError):
-    """A run folder that cannot be used as asked (conflicting config, broken checkpoint)."""
-
-
-def config_from_args(cls, args):
-    """Build a config dataclass from an argparse namespace (fields with the same names)."""
-    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if hasattr(args, f.name)}
-    return cls(**values)
-
-
-# A run's identity is its config.json minus the keys below: a resumed run with any other setting changed is refused.
-# Settings that choose how to run, not what is trained: a resumed run may change them.
-RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
-# Optimizer-only settings: a resumed run may change them too (say, a lower --lr after a NaN); the new value replaces
-# the one restored with the optimizer's state, and config.json records it.
-OPTIMIZER_KEYS = ("lr", "lr_schedule")  # lr_schedule: the VAE's (--lr-schedule)
-RESUMABLE_KEYS = RUNTIME_KEYS + OPTIMIZER_KEYS
-
-
-# Keras dtype policies a training job may run under (--precision).
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-
-
-@contextlib.contextmanager
-def dtype_policy(name: str):
-    """Layers built inside this block compute under the Keras dtype policy `name` (float32, mixed_bfloat16 or
-    mixed_float16; Keras refuses others); the policy before is restored after, so models built later (say, for
-    inference in the same process) are float32 again. Under a mixed policy the variables stay float32, and our
-    Grams, instance-norm statistics, final sigmoids and losses are computed in float32."""
-    import keras
-
-    before = keras.mixed_precision.global_policy().name
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(before)
-
-
-@dataclasses.dataclass(frozen=True)
-class RunControl:
-    """The part of every job's config that says how it runs (logging, snapshots, checkpoints, distribution)."""
-    log_every: int = 10
-    snapshot_every: int = 100
-    checkpoint_every: int = 100
-    strategy: str = "auto"
-    devices: str = ""
-    logical_cpus: int = 0
-
-
-def add_run_args(parser, defaults: RunControl):
-    parser.add_argument("--log-every", type=int, default=defaults.log_every,
-                        help="steps between metrics lines (metrics.jsonl, TensorBoard, screen)")
-    parser.add_argument("--snapshot-every", type=int, default=defaults.snapshot_every,
-                        help="steps between snapshot pictures (snapshots/, TensorBoard)")
-    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every,
-                        help="steps between checkpoints (always one at the last step)")
-    parser.add_argument("--strategy", choices=("auto", "default", "mirrored", "multiworker"),
-                        default=defaults.strategy, help="tf.distribute strategy; --batch-size is the global batch")
-    parser.add_argument("--devices", default=defaults.devices,
-                        help="mirrored: comma-separated devices, e.g. /gpu:0,/gpu:1 (default: every GPU)")
-    parser.add_argument("--logical-cpus", type=int, default=defaults.logical_cpus,
-                        help="split the CPU into N logical devices, to try mirrored without GPUs (0: don't)")
-
-
-def current_keys(cls, saved: dict) -> dict:
-    """A saved config with keys that `cls` renamed since (its RENAMED_KEYS, old -> new) under their new names, so run
-    folders written before a rename still load and resume."""
-    if not isinstance(saved, dict):
-        return saved
-    renamed = getattr(cls, "RENAMED_KEYS", {})
-    return {renamed.get(k, k): v for k, v in saved.items()}
-
-
-def missing_keys(cls, saved: dict) -> dict:
-    """Values for the fields a saved config lacks: a field added since the run was made takes the value the code
-    had before it existed (the class's MISSING_MEANS), else its default."""
-    legacy = getattr(cls, "MISSING_MEANS", {})
-    return {k: legacy[k] for k in legacy if k not in saved}
-
-
-def field_defaults(config) -> dict:
-    """A dataclass config's field defaults as config.json holds them (tuples as lists); {} for a plain dict."""
-    if not dataclasses.is_dataclass(config):
-        return {}
-    defaults = {}
-    for f in dataclasses.fields(config):
-        if f.default is not dataclasses.MISSING:
-            defaults[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            defaults[f.name] = f.default_factory()
-    return json.loads(json.dumps(defaults))
-
-
-def config_problem(config) -> str | None:
-    """What is wrong with a config's values (None when nothing): a config class lists its enumerated fields in
-    CHOICES ({field: allowed values}) and its numeric lower bounds in AT_LEAST ({field: bound})."""
-    for key, allowed in getattr(config, "CHOICES", {}).items():
-        value = getattr(config, key)
-        if value not in allowed:
-            return f"{key} is {value!r}: use one of {', '.join(map(str, allowed))}"
-    for key, low in getattr(config, "AT_LEAST", {}).items():
-        value = getattr(config, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= low:
-            return f"{key} is {value!r}: it must be a number of at least {low:g}"
-    return None
-
-
-def read_config(run_dir, cls, kind: str):
-    """The `cls` config saved in RUN/config.json (lists back to tuples); RunError naming the file otherwise, also
-    for values the code cannot use (config_problem)."""
-    path = Path(run_dir) / "config.json"
-    if not path.exists():
-        raise RunError(f"{run_dir}: not a {kind} run folder (no config.json)")
-    try:
-        raw = current_keys(cls, json.loads(path.read_text()))
-        if not isinstance(raw, dict):
-            raise TypeError("not a JSON object")
-        fields = {f.name for f in dataclasses.fields(cls)}
-        config = cls(**{**missing_keys(cls, raw),
-                        **{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items() if k in fields}})
-    except (json.JSONDecodeError, TypeError, AttributeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: unreadable config ({e})") from None
-    problem = config_problem(config)
-    if problem:
-        raise RunError(f"{path}: {problem}")
-    return config
 
 
 def restore_latest(run_dir, **trackables) -> str:
@@ -299,76 +169,6 @@ def describe_holder(raw: bytes) -> str:
 # --------------------------------------------------------------------------------------------------------------------
 # Distribution: TensorFlow's own engine (tf.distribute)
 
-def make_strategy(name: str = "auto", devices: str = "", logical_cpus: int = 0):
-    """`default` (one device), `mirrored` (all local GPUs, else the CPU's logical devices, or `devices`),
-    `multiworker` (MultiWorkerMirroredStrategy configured by TF_CONFIG), or `auto` (mirrored when more than one GPU
-    is visible). `logical_cpus` > 1 splits the CPU into that many logical devices first (for tests and trials); it
-    must run before TensorFlow touches a device."""
-    import tensorflow as tf
-
-    if logical_cpus > 1:
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * logical_cpus)
-    if name == "auto":
-        name = "mirrored" if len(tf.config.list_logical_devices("GPU")) > 1 else "default"
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        if devices:
-            return tf.distribute.MirroredStrategy([d.strip() for d in devices.split(",")])
-        if tf.config.list_logical_devices("GPU"):
-            return tf.distribute.MirroredStrategy()
-        return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")])
-    if name == "multiworker":
-        if not os.environ.get("TF_CONFIG"):
-            raise RunError("--strategy multiworker needs TF_CONFIG describing the cluster and this task")
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise RunError(f"unknown --strategy '{name}': use auto, default, mirrored or multiworker")
-
-
-def task_role(strategy) -> tuple[bool, int]:
-    """(is chief, task index). The chief is task `chief`, or worker 0 when the cluster has no chief."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
-    if not spec or resolver.task_type is None:
-        return True, 0
-    task_type, task_id = resolver.task_type, int(resolver.task_id or 0)
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec), task_id
-
-
-def per_replica(strategy, global_batch: int, *structures):
-    """Split host arrays (or dicts of them) whose first axis is the global batch into per-replica values."""
-    import tensorflow as tf
-
-    n = strategy.num_replicas_in_sync
-    if global_batch % n:
-        raise RunError(f"--batch-size {global_batch} must be divisible by the {n} replicas")
-    per = global_batch // n
-
-    def value_fn(ctx):
-        i = ctx.replica_id_in_sync_group
-        return tf.nest.map_structure(lambda a: tf.constant(a[i * per:(i + 1) * per]), structures)
-
-    return strategy.experimental_distribute_values_from_function(value_fn)
-
-
-def distributed_step(strategy, replica_step, jit_compile: bool = False):
-    """The one compiled training step of a job: `replica_step(*args)` runs on every replica of `strategy` and returns
-    a dict of values that are each replica's share of a global-batch quantity; the step returns their sums. Each
-    replica's loss being its share of the global-batch mean, Keras's optimizer sums the replicas' gradients.
-    jit_compile: compile the step with XLA (benchmarks/speed.py --xla measures whether it helps)."""
-    import tensorflow as tf
-
-    # Plain tensor code with no Python control flow to convert; AutoGraph's closure check trips on it.
-    replica_step = tf.autograph.experimental.do_not_convert(replica_step)
-
-    @tf.function(jit_compile=jit_compile)
-    def step(*args):
-        per = strategy.run(replica_step, args=args)
-        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None) for k, v in per.items()}
-
-    return step
-
 
 class Run:
     """One run folder. `resume_safe` names config keys that may change between invocations (e.g. steps). Only the
@@ -400,6 +200,9 @@ class Run:
             # A key the folder's config lacks was added since: the run was made with its default (as read_config
             # loads it), so asking for another value is a conflict too.
             saved = current_keys(type(config), json.loads(self.config_path.read_text()))
+            problem = removed_problem(type(config), saved)
+            if problem:
+                raise RunError(f"{self.config_path}: {problem}")
             old = {**field_defaults(config), **json.loads(json.dumps(missing_keys(type(config), saved))), **saved}
             conflicts = [k for k in new if k not in resume_safe and k in old and old[k] != new[k]]
             if conflicts:

@@ -13,16 +13,13 @@ regenerated on its own. `--draw posterior` draws each end from the style's encod
 code plus its posterior noise: the aggregate posterior, not a Gaussian fitted to it). Each pair is walked at
 `points` evenly spaced t = 0 ... 1 (inclusive) and decoded.
 
-`--sample-size PX` draws the samples PX pixels square instead of at the VAE's crop size; only a `--decoder texture`
-VAE can (it is fully convolutional in its noise image). Give it the stylizer's --size: a Gram matrix depends on the
-image size as well as on the strokes (VGG's zero padding weighs the border, most at relu4_3), and the stylizer
-compares its output's Grams with the samples' (what it gives: README, the multi-style experiment).
+The samples are drawn at the VAE's --style-size (the stylizer's --size) by default, or `--sample-size PX` pixels
+square; a texture-decoder VAE can draw any multiple of 8 (it is fully convolutional in its noise image), a seed
+decoder only its crop size. A Gram matrix depends on the image size as well as on the strokes (VGG's zero padding
+weighs the border, most at relu4_3), and the stylizer compares its output's Grams with the samples'.
 
-The sample folder: `pair_00012_t0.250.png` per image (atomic writes), `manifest.jsonl` (one fsync'd line per image:
-file, pair, t, styles, weights with 1-t for A and t for B in latents.npz order), `sampler.json` (config + the VAE
-run used) and, once a stylizer has read it, `grams.npz` (the Gram matrices of every sample, keyed to the manifest's
-hash). Only the functions under "The sample folder" below touch these files; stylizer_data.py and inspect_images.py
-go through them.
+The sample folder's files (images, manifest.jsonl, sampler.json, grams.npz) are read and written only through
+sample_folder.py.
 
 A rerun writes only what is missing and produces byte-identical files: decode batches are fixed blocks of pair
 indices, so an image's bytes never depend on what was already on disk or on the shard. `--shard i/n` writes the
@@ -31,13 +28,9 @@ blocks k with k % n == i; the shards together equal one run, even writing into t
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
-import fcntl
 import hashlib
 import itertools
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -45,7 +38,10 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import FolderLock, RunError
+from run_config import RunError, add_config_args, apply_recipe
+from run_dir import FolderLock
+from sample_folder import (MANIFEST, SAMPLER_JSON, append_manifest, canonicalise_manifest, check_or_write_config,
+                           entry_line, manifest_by_file, read_sampler_json)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,188 +55,10 @@ class SamplerConfig:
     draw: str = "gaussian"
     seed: int = 0
     batch_size: int = 32
-    size: int = 0  # --sample-size; 0: the VAE's crop size
+    size: int = 0  # --sample-size; 0: the VAE's style size (texture decoder), else its crop size
 
-
-# --------------------------------------------------------------------------------------------------------------------
-# The sample folder: the one reader and writer of manifest.jsonl, sampler.json and the Gram cache
 
 DRAWS = ("gaussian", "posterior")
-MANIFEST, SAMPLER_JSON, GRAM_CACHE = "manifest.jsonl", "sampler.json", "grams.npz"
-LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before issue 11
-
-
-class ManifestError(RunError):
-    """A manifest line that cannot be used; the message starts with FILE:LINE."""
-
-
-def read_manifest(folder) -> list[dict]:
-    """The manifest's entries in file order ([] without a manifest), every line checked (entry_problem): a bad line
-    is a ManifestError naming the file and line. A torn last line (a killed writer: no newline, not JSON) is
-    ignored."""
-    path = Path(folder) / MANIFEST
-    if not path.exists():
-        return []
-    record = read_sampler_json(folder) or {}
-    num_styles = len(record["style_names"]) if record.get("style_names") else None
-    root = Path(folder).resolve()
-    lines = path.read_text(encoding="utf-8", errors="replace").split("\n")
-    last = lines.pop()  # what follows the last newline: "" unless the writer was killed mid-line
-    entries = []
-    for number, line in enumerate(lines + [last], 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError:
-            if number == len(lines) + 1:
-                break
-            raise ManifestError(f"{path}:{number}: not a JSON line") from None
-        problem = entry_problem(entry, num_styles) or file_problem(root, entry["file"])
-        if problem:
-            raise ManifestError(f"{path}:{number}: {problem}")
-        num_styles = num_styles or len(entry["weights"])
-        entries.append(entry)
-    return entries
-
-
-def entry_problem(entry, num_styles: int | None) -> str | None:
-    """Why a manifest entry cannot be used (None when it can): it needs a file name and one finite, non-negative
-    weight per style of the folder, summing to 1 within 1e-4."""
-    if not isinstance(entry, dict) or not isinstance(entry.get("file"), str) \
-            or not isinstance(entry.get("weights"), list):
-        return "needs a \"file\" name and a \"weights\" list"
-    try:
-        w = np.array(entry["weights"], dtype=np.float64)
-    except (TypeError, ValueError):
-        return "weights must be numbers"
-    if w.ndim != 1 or not w.size:
-        return "weights must be a flat list of numbers"
-    if num_styles and len(w) != num_styles:
-        return f"{len(w)} weights, but the folder has {num_styles} styles"
-    if not np.all(np.isfinite(w)):
-        return "weights must be finite"
-    if np.any(w < 0):
-        return f"weights must be non-negative, got {entry['weights']}"
-    if abs(w.sum() - 1.0) > 1e-4:
-        return f"weights sum to {w.sum():.6g}, not 1"
-    return None
-
-
-def file_problem(root: Path, name: str) -> str | None:
-    """Why a manifest's file name cannot be read as a sample of the folder `root` (resolved), None when it can:
-    after following symlinks it must stay inside the folder (no absolute path, no '..', no link out), and what it
-    names, where it exists, must be a regular file. A missing file is no problem here: readers skip it as
-    unreadable."""
-    path = root / name
-    try:
-        resolved = path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
-        return "names a file that cannot be resolved"
-    if Path(name).is_absolute() or not resolved.is_relative_to(root) or resolved == root:
-        return "names a file outside the sample folder"
-    if (path.exists() or path.is_symlink()) and not resolved.is_file():
-        return "names something that is not a regular file"
-    return None
-
-
-def manifest_by_file(folder) -> dict[str, dict]:
-    return {e["file"]: e for e in read_manifest(folder)}
-
-
-def entry_line(entry: dict) -> str:
-    return json.dumps(entry, sort_keys=True) + "\n"
-
-
-@contextlib.contextmanager
-def manifest_lock(folder: Path):
-    """Serialise manifest edits between shards writing into the same folder."""
-    with open(folder / ".manifest.lock", "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
-def append_manifest(folder: Path, entries: list[dict]):
-    with manifest_lock(folder):
-        path = folder / MANIFEST
-        # A killed writer can leave a torn last line: cut it before appending.
-        if path.exists() and path.stat().st_size and not path.read_bytes().endswith(b"\n"):
-            good = path.read_bytes().rsplit(b"\n", 1)[0]
-            iu.atomic_write_bytes(path, good + b"\n" if good else b"")
-        with open(path, "a", encoding="utf-8") as f:
-            f.write("".join(entry_line(e) for e in entries))
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def canonicalise_manifest(folder: Path, expected: list[dict]) -> bool:
-    """Once every expected entry is present, rewrite the manifest in (pair, t) order, so a sharded or resumed run
-    ends with the same manifest bytes as a single uninterrupted one. Returns whether it is complete."""
-    with manifest_lock(folder):
-        have = manifest_by_file(folder)
-        if any(e["file"] not in have for e in expected):
-            return False
-        text = "".join(entry_line(e) for e in expected)
-        path = folder / MANIFEST
-        if not path.exists() or path.read_text() != text:
-            iu.atomic_write_text(path, text)
-        return True
-
-
-def read_sampler_json(folder) -> dict | None:
-    """sampler.json with today's key names (None without one)."""
-    path = Path(folder) / SAMPLER_JSON
-    if not path.exists():
-        return None
-    record = json.loads(path.read_text())
-    record.setdefault("draw", "gaussian")  # folders written before --draw
-    return {LEGACY_KEYS.get(k, k): v for k, v in record.items()}
-
-
-def check_or_write_config(folder: Path, record: dict):
-    """Write sampler.json for a new folder; refuse (RunError) to add to a folder sampled with other settings."""
-    old = read_sampler_json(folder)
-    if old is None:
-        iu.atomic_write_json(folder / SAMPLER_JSON, record)
-        return
-    for k, v in record.items():
-        if old.get(k) != v:
-            raise RunError(f"{folder / SAMPLER_JSON}: this folder was sampled with {k}={old.get(k)!r}, the command "
-                           f"asks for {k}={v!r}; use another --out (or the folder's own settings)")
-
-
-def style_names(folder, num_styles: int) -> list[str]:
-    """The VAE's style names recorded in sampler.json, or style_0, style_1 ... without one."""
-    record = read_sampler_json(folder) or {}
-    return record.get("style_names") or [f"style_{i}" for i in range(num_styles)]
-
-
-def manifest_sha256(folder) -> str:
-    return hashlib.sha256((Path(folder) / MANIFEST).read_bytes()).hexdigest()
-
-
-def read_gram_cache(folder, layers):
-    """(weights [N, S], {layer: Grams [N, C, C]}, style names) from the folder's Gram cache, or None when there is
-    none, it is broken, or it was made from another manifest or other layers."""
-    path = Path(folder) / GRAM_CACHE
-    if not path.exists():
-        return None
-    try:
-        with np.load(path) as z:
-            if str(z["manifest_sha256"]) != manifest_sha256(folder) or list(z["layers"]) != list(layers):
-                return None
-            return z["weights"], {name: z[name] for name in layers}, [str(n) for n in z["style_names"]]
-    except (OSError, ValueError, KeyError):
-        return None  # a stale or broken cache is simply rebuilt
-
-
-def write_gram_cache(folder, layers, weights, grams: dict, names) -> Path:
-    return iu.atomic_write_npz(Path(folder) / GRAM_CACHE, {
-        "manifest_sha256": manifest_sha256(folder), "layers": np.array(layers), "weights": weights,
-        "style_names": np.array(names), **grams})
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -291,20 +109,23 @@ def pair_noise(config: SamplerConfig, p: int, size: int, channels: int) -> np.nd
 
 
 def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
-    """The samples' size: --sample-size, or the VAE's crop size. Raises RunError when the VAE cannot draw at it."""
+    """The samples' size: --sample-size, or by default the scale the stylizer will train at (the VAE's --style-size,
+    for a texture decoder, which draws any multiple of TEXTURE_MULTIPLE), else the VAE's crop size. Raises RunError
+    when the VAE cannot draw at the size asked for."""
     from vae_model import TEXTURE_MULTIPLE
 
-    if not config.size or config.size == vae_config.size:
-        return vae_config.size
+    size = config.size
+    if not size:
+        fits = vae_config.decoder == "texture" and vae_config.style_size % TEXTURE_MULTIPLE == 0
+        size = vae_config.style_size if fits and vae_config.style_size else vae_config.size
+    if size == vae_config.size:
+        return size
     if vae_config.decoder != "texture":
-        raise RunError(f"{vae_dir}: --sample-size {config.size}: a {vae_config.decoder} decoder draws only its crop "
-                       f"size ({vae_config.size}); a --decoder texture VAE draws any multiple of {TEXTURE_MULTIPLE}")
-    if config.size % TEXTURE_MULTIPLE:
-        raise RunError(f"--sample-size {config.size}: the texture decoder draws multiples of {TEXTURE_MULTIPLE}")
-    if vae_config.decoder_padding == "reflect" and config.size < 2 * TEXTURE_MULTIPLE:
-        raise RunError(f"--sample-size {config.size}: a reflect-padded decoder's first map must be 2 px or more to "
-                       f"mirror; draw {2 * TEXTURE_MULTIPLE} px or more")
-    return config.size
+        raise RunError(f"{vae_dir}: --sample-size {size}: a {vae_config.decoder} decoder draws only its crop "
+                       f"size ({vae_config.size}); a texture-decoder VAE draws any multiple of {TEXTURE_MULTIPLE}")
+    if size % TEXTURE_MULTIPLE:
+        raise RunError(f"--sample-size {size}: the texture decoder draws multiples of {TEXTURE_MULTIPLE}")
+    return size
 
 
 def file_name(p: int, t: float) -> str:
@@ -467,9 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--batch-size", type=int, default=d.batch_size, help="images decoded at once (whole pairs)")
     ap.add_argument("--shard", default="0/1", metavar="i/n", help="write only shard i of n")
     ap.add_argument("--sample-size", dest="size", type=int, default=d.size, metavar="PX",
-                    help="draw PX x PX samples instead of the VAE's crop size (a --decoder texture VAE only; give the "
-                         "stylizer's --size); 0: the VAE's crop size")
+                    help="draw PX x PX samples (a texture-decoder VAE draws any multiple of 8; give the stylizer's "
+                         "--size); 0: the VAE's --style-size, the stylizer's scale (its crop size for a seed decoder)")
     ap.add_argument("--verify", action="store_true", help="check manifest against files; exit 1 on a mismatch")
+    add_config_args(ap, SamplerConfig, "sampler")
     ap.set_defaults(run=sample_command)
     return ap
 
@@ -490,7 +312,7 @@ def sample_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    return iu.run_main(build_parser(), argv)
+    return iu.run_main(build_parser(), argv, prepare=apply_recipe)
 
 
 def verify_command(out: Path) -> int:

@@ -1,87 +1,52 @@
 """One feed-forward network for a continuum of styles: Johnson et al. 2016 ("Perceptual Losses for Real-Time Style
 Transfer and Super-Resolution", arXiv 1603.08155) conditioned on style weights, trained with VGG16 content, style
-(Gram) and total-variation losses against styles sampled from the VAE, or against one or two style images.
+(Gram) and total-variation losses against styles sampled from the VAE, or against style images directly.
 
-    python stylizer.py train --samples runs/samples --content res/coco/train2014/train2014 --run-dir runs/sty
-    python stylizer.py train --style a.jpg --run-dir runs/single                        # single-style baseline
-    python stylizer.py train --style a.jpg --style b.jpg --run-dir runs/mix              # Gram mixing, no VAE
-    python stylizer.py stylize --run-dir runs/sty photo.jpg --out out/ [--strength 0.3 | --weights .2,.8]
-                               [--sweep 5] [--preserve-color] [--max-side 1024] [--tile 512]
+    python stylizer.py train --samples runs/samples --content train2014/ --run-dir runs/sty   # the recommended route
+    python stylizer.py train --recipe cpu-demo --samples runs/samples --content photos/ --run-dir runs/sty
+    python stylizer.py train --style a.jpg --content photos/ --run-dir runs/single           # one style
+    python stylizer.py train --style a.jpg --style b.jpg [--style c.jpg ...] --content photos/ --run-dir runs/mix
+    python stylizer.py stylize --run-dir runs/sty photo.jpg --out out/ [--strength 0.3 | --weights a=.2,b=.8]
+                               [--style NAME] [--sweep 5] [--preserve-color] [--max-side 1024] [--tile 512]
     python stylizer.py stylize --run-dir runs/sty photo.jpg --strength-map map.png --out out/    # per-pixel strength
     python stylizer.py stylize --run-dir runs/sty --video in.mp4 --out out.mp4 [--strength-ramp 0:1] [--stable]
-    python stylizer.py export --run-dir runs/sty --out exported/ [--tflite]
-    python stylizer.py optimize --content photo.jpg --style a.jpg [--style b.jpg --weights .7,.3] --out o.png
+    python stylizer.py export --run-dir runs/sty --out exported/ [--tflite] [--overwrite]
+    python stylizer.py optimize photo.jpg --style a.jpg [--style b.jpg --weights .7,.3] --out o.png
     python stylizer.py evaluate --run-dir runs/sty --content photos/ [--strengths 11] [--out RUN/evaluate.json]
     python stylizer.py serve --run-dir runs/sty [--port 7860] [--host 127.0.0.1]       # the web studio
 
-Conditioning (`--conditioning`): `channels` (default, the original design: RGB plus one constant channel per style
-holding its weight in [0, 1]), `balance` (two styles: RGB plus one channel holding the weight of style B), `cin`
-(conditional instance norm, Dumoulin et al. 2017, arXiv 1610.07629: per-style scale and shift in every norm layer,
-mixed by the style weights) and `none` (single style). A strength s means weights 1 - s on the first style and s
-on the last.
+Styles: `--samples` (a style_sampler.py folder: the VAE's continuum), or `--style` images: one for a single-style
+net, two or more for direct Gram mixing (each example a random pair of the styles at a strength t ~ U(0, 1), or a
+pure style). Conditioning (the `conditioning` setting): `cin` (the default: conditional instance norm, Dumoulin et
+al. 2017, arXiv 1610.07629, a per-style scale and shift in every norm layer mixed by the style weights),
+`channels` (the original design: RGB plus one constant plane per style weight, also added after every norm),
+`balance` (two styles: one plane with the weight of B) and `none` (a single style). A strength s means weights
+1 - s on the first style and s on the last.
 
-This file holds the config, training, loading a run and the CLI; the rest lives in its siblings:
-stylizer_net.py (layers, the network, strength -> weights), stylizer_data.py (style targets, Gram cache, content
-stream), stylizer_apply.py (stylize, strength maps, colour preservation, tiles, stable video, export),
-stylizer_eval.py (Gatys et al. optimisation baseline, evaluate, plot), stylizer_studio.py (the web studio).
+This file holds training and the CLI; the rest lives in its siblings: stylizer_run.py (the config and loading a
+run), stylizer_net.py (layers, the network, strength -> weights), stylizer_data.py (style targets, Gram cache,
+content stream), stylizer_apply.py (stylize, strength maps, colour preservation, tiles, export), stylizer_video.py
+(video, stable), stylizer_eval.py (Gatys et al. optimisation baseline, evaluate, plot), stylizer_studio.py (the web
+studio).
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 import image_utilities as iu
-from run_dir import (EXIT_CODES, PRECISIONS, Run, RunControl, RunError, add_run_args, config_from_args,
-                     distributed_step, dtype_policy, make_strategy, per_replica, read_config, restore_latest,
-                     task_role)
+from distribute import distributed_step, dtype_policy, make_strategy, per_replica, task_role
+from run_config import PRECISIONS, add_config_args, add_run_args, apply_recipe, config_from_args, lr_at
+from run_dir import EXIT_CODES, Run
+from stylizer_run import STABLE_MODES, StylizerConfig, load_stylizer
 
 # The siblings import TensorFlow (about 4 s), so this file imports them inside the functions that do the work:
 # `--help` and a mistyped flag answer at once.
 
-ROOT = Path(__file__).resolve().parent
-DEFAULT_CONTENT = ROOT / "res" / "coco" / "train2014" / "train2014"
-CONDITIONINGS = ("channels", "balance", "cin", "none")
-STABLE_MODES = ("none", "stats", "flow", "both")  # stylizer_apply.STABLE_MODES (not imported here: fast --help)
 SNAPSHOT_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
-STYLE_TARGETS = ("each", "mean")
-
-
-@dataclasses.dataclass(frozen=True)
-class StylizerConfig(RunControl):
-    samples: str = ""                # a style_sampler.py folder (VAE-sampled styles)
-    style_images: tuple = ()         # or 1-2 style images (single style / direct Gram mixing baselines)
-    style_crop_size: int = 0         # with style images: Gram targets of random crops of this size (0: whole image)
-    strength_draw: str = "uniform"   # with two style images: t ~ U(0, 1), or "ends": t in {0, 1} only
-    end_share: float = 0.0           # the share of examples drawn at a pure style (t = 0 or 1; a sample of one style)
-    style_targets: str = "each"      # a sample's (crop's) own Gram, or "mean": the mean over its style weights
-    anchor_ends: bool = False        # samples: shift targets so the pure styles' mean is the painting's own Gram
-    content: str = str(DEFAULT_CONTENT)
-    conditioning: str = "channels"
-    residual: bool = False           # the net's output is the photo plus a learned change (stylizer_net.build_stylizer)
-    size: int = 224
-    steps: int = 40000
-    batch_size: int = 4
-    lr: float = 1e-3
-    precision: str = "float32"
-    content_layer: str = "relu2_2"
-    content_weight: float = 1.0
-    style_weight: float = 10.0
-    tv_weight: float = 10.0
-    seed: int = 0
-    snapshot_every: int = 500
-    checkpoint_every: int = 500
-
-    RENAMED_KEYS = {"styles": "samples"}  # config.json of older runs (see run_dir.current_keys)
-    MISSING_MEANS = {"residual": False}  # what runs made before a field existed were trained with
-    CHOICES = {"conditioning": CONDITIONINGS, "strength_draw": ("uniform", "ends"), "style_targets": STYLE_TARGETS,
-               "precision": PRECISIONS, "content_layer": ("relu2_2", "relu3_3")}
-    AT_LEAST = {"size": 16, "steps": 1, "batch_size": 1, "lr": 0.0, "end_share": 0.0, "style_crop_size": 0,
-                "content_weight": 0.0, "style_weight": 0.0, "tv_weight": 0.0}
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -172,9 +137,13 @@ def train(config: StylizerConfig, run_dir) -> int:
         content, next_position = (v.numpy() for v in next(batches))
         weights, grams = targets.batch(np.random.default_rng([config.seed, step, 5]), config.batch_size)
         grams = {k: v.astype(np.float32) for k, v in grams.items()}
+        extra = {}
+        if config.lr_schedule != "constant":  # the compiled step reads the variable at each call
+            extra["lr"] = lr_at(config, step)
+            optimizer.learning_rate.assign(extra["lr"])
         metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32), grams))
         position.assign(next_position)  # saved with the checkpoint: resume reads the next unread content item
-        return metrics
+        return {**metrics, **extra}
 
     status = run.train_loop(start, config.steps, config, step_fn,
                             lambda step: write_snapshot(run, net, step, snap_contents, targets.num_styles))
@@ -185,61 +154,32 @@ def train(config: StylizerConfig, run_dir) -> int:
     return 0
 
 
-def load_stylizer(run_dir):
-    """(net, config, style names) of a trained run folder; RunError with a one-line reason otherwise."""
-    from stylizer_net import build_stylizer
-
-    config = read_config(run_dir, StylizerConfig, "stylizer")
-    names = read_style_names(run_dir, config)
-    with dtype_policy("float32"):  # inference in float32 whatever the training precision
-        net = build_stylizer(len(names), config.conditioning, config.residual)
-    restore_latest(run_dir, net=net)
-    return net, config, names
-
-
-def read_style_names(run_dir, config: StylizerConfig) -> list[str]:
-    """The style names of a run (RUN/styles.json, written by training), checked against the run's config: RunError
-    naming the file when it is missing, unreadable or counts another number of styles than the net was made for."""
-    path = Path(run_dir) / "styles.json"
-    if not path.exists():
-        raise RunError(f"{run_dir}: not a stylizer run folder (no styles.json)")
-    try:
-        record = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunError(f"{path}: not JSON ({e})") from None
-    names = record.get("style_names") if isinstance(record, dict) else None
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
-        raise RunError(f"{path}: needs \"style_names\", a list of one name per style")
-    expected = record.get("num_styles", len(config.style_images) or None)
-    if expected is not None and len(names) != expected:
-        raise RunError(f"{path}: names {len(names)} styles, but the net was trained on {expected}")
-    return names
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # CLI: one function per subcommand
 
 def train_command(args) -> int:
     if bool(args.samples) == bool(args.style_images):
-        return iu.fail("give either --samples DIR or --style IMG (once or twice)")
-    if len(args.style_images) > 2:
-        return iu.fail("--style takes one image (single style) or two (direct mixing)")
-    if args.steps < 1 or args.batch_size < 1 or args.size < 16:
-        return iu.fail("need --steps >= 1, --batch-size >= 1 and --size >= 16")
-    if not 0.0 <= args.end_share <= 1.0:
-        return iu.fail(f"--end-share {args.end_share:g}: a share, between 0 and 1")
-    if args.end_share and (len(args.style_images) == 1 or args.strength_draw == "ends"):
-        return iu.fail("--end-share draws some examples at the ends of a continuum: it needs --samples or two "
-                       "--style images with --strength-draw uniform")
-    if args.anchor_ends and not args.samples:
-        return iu.fail("--anchor-ends moves sampled styles' targets: give --samples DIR")
-    if args.style_targets == "mean" and not (args.samples or args.style_crop_size):
-        return iu.fail("--style-targets mean averages samples or crops: give --samples or --style-crop-size")
-    conditioning = args.conditioning or ("none" if len(args.style_images) == 1 else "channels")
-    values = {**vars(args), "conditioning": conditioning, "samples": str(args.samples),
+        return iu.fail("give either --samples DIR or --style IMG (once for one style, more to mix them)")
+    if not args.content:
+        return iu.fail("give --content FOLDER: photos to train on (COCO's train2014 in real use; see README)")
+    config = resolved_train_config(args)
+    if config.end_share and config.strength_draw == "ends":
+        return iu.fail("end_share draws a share of the examples at the ends; strength_draw ends draws them all there")
+    if len(config.style_images) > 1 and config.conditioning == "none":
+        return iu.fail("conditioning none is the single-style net: give one --style, or another conditioning")
+    return train(config, args.run_dir)
+
+
+def resolved_train_config(args) -> StylizerConfig:
+    """The settings a train command asks for, with what does not apply to its styles resolved, as config.json
+    records them: a single style needs no conditioning and has no ends to draw at; only sampled styles are
+    anchored on their paintings."""
+    single = len(args.style_images) == 1
+    values = {**vars(args), "samples": str(args.samples),
               "style_images": tuple(str(Path(s).resolve()) for s in args.style_images),
-              "content": str(Path(args.content))}
-    return train(config_from_args(StylizerConfig, argparse.Namespace(**values)), args.run_dir)
+              "content": str(Path(args.content)), "conditioning": "none" if single else args.conditioning,
+              "end_share": 0.0 if single else args.end_share, "anchor_ends": args.anchor_ends and bool(args.samples)}
+    return config_from_args(StylizerConfig, argparse.Namespace(**values))
 
 
 def stylize_command(args) -> int:
@@ -256,7 +196,7 @@ def stylize_command(args) -> int:
         return iu.fail("a strength map sets the weights per pixel: it does not combine with --sweep or "
                        "--strength-ramp")
     net, _, names = load_stylizer(args.run_dir)
-    weights = parse_weights(len(names), args.strength, args.weights)
+    weights = parse_weights(names, args.strength, args.weights, args.style)
     weight_map = load_weight_map(len(names), args.strength_map, args.weights_map) if mapped else None
     if args.video:
         return stylize_videos(args, net, names, weights, weight_map)
@@ -277,14 +217,15 @@ def stylize_command(args) -> int:
 
 
 def stylize_videos(args, net, names, weights, weight_map=None) -> int:
-    from stylizer_apply import output_names, parse_ramp, parse_weights, stylize_video
+    from stylizer_apply import output_names, parse_ramp, parse_weights
+    from stylizer_video import stylize_video
 
     ramp = parse_ramp(args.strength_ramp) if args.strength_ramp else None
 
     def weights_at(i, n):
         if ramp is None:
             return weights
-        return parse_weights(len(names), ramp[0] + (ramp[1] - ramp[0]) * i / max(n - 1, 1))
+        return parse_weights(names, ramp[0] + (ramp[1] - ramp[0]) * i / max(n - 1, 1))
 
     failed = 0
     single = args.out.suffix.lower() == ".mp4"
@@ -320,7 +261,7 @@ def optimize_command(args) -> int:
 
     from stylizer_eval import optimize_image
 
-    content = iu.resize_max_side(iu.load_image(args.content), args.max_side)
+    content = iu.resize_max_side(iu.load_image(args.image), args.max_side)
     styles = [iu.resize_max_side(iu.load_image(p), args.max_side) for p in args.style]
     blend = [1.0] * len(styles)
     if args.weights:
@@ -362,42 +303,25 @@ def serve_command(args) -> int:
 
 def add_train_args(p):
     d = StylizerConfig()
+    p.add_argument("--run-dir", type=Path, required=True, help="the run folder (resumed if it exists)")
     p.add_argument("--samples", default="", metavar="DIR", help="a style_sampler.py folder of sampled styles")
     p.add_argument("--style", dest="style_images", action="append", default=[], metavar="IMG",
-                   help="instead of --samples: a style image; once for a single-style net, twice to mix two")
-    p.add_argument("--style-crop-size", type=int, default=d.style_crop_size, metavar="PX",
-                   help="with --style: Gram targets of random PX crops of the style at --size (0: the whole image)")
-    p.add_argument("--strength-draw", choices=("uniform", "ends"), default=d.strength_draw,
-                   help="with two --style: training strengths drawn uniformly from [0, 1], or only 0 and 1")
-    p.add_argument("--end-share", type=float, default=d.end_share, metavar="F",
-                   help="draw this share of the training examples at a pure style (strength 0 or 1, half each; with "
-                        "--samples, a sample of a single style) and the rest as --strength-draw (or uniformly over "
-                        "the samples) does; the ends are where the net is compared with single-style nets")
-    p.add_argument("--style-targets", choices=STYLE_TARGETS, default=d.style_targets,
-                   help="with --samples or --style-crop-size: each example's target is one sample's (crop's) Gram, "
-                        "or the mean Gram of all samples with its style weights (of all crops of its image)")
-    p.add_argument("--anchor-ends", action="store_true",
-                   help="with --samples: add to every sample's Gram target its weights' mix of (the painting's "
-                        "whole-image Gram at --size - the mean Gram of that style's pure samples), so the ends are "
-                        "the paintings themselves and the VAE gives the way between them (the paintings are the "
-                        "VAE's style images)")
-    p.add_argument("--content", default=d.content, help="folder of content images, searched recursively")
-    p.add_argument("--run-dir", type=Path, required=True, help="the run folder (resumed if it exists)")
-    p.add_argument("--conditioning", choices=CONDITIONINGS, default=None,
-                   help="how the style weights enter the net (default: channels, or none with one --style)")
+                   help="instead of --samples: a style image; once for a single-style net, again for each style to "
+                        "mix")
+    p.add_argument("--content", default=d.content, metavar="DIR", help="folder of content photos, searched "
+                                                                         "recursively (COCO's train2014 in real use)")
+    add_config_args(p, StylizerConfig, "stylizer")
     p.add_argument("--size", type=int, default=d.size, help="side of the square training crops, in pixels")
     p.add_argument("--steps", type=int, default=d.steps, help="training steps in all (a resumed run continues)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over the replicas")
     p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision, help="Keras dtype policy for training")
-    p.add_argument("--content-layer", choices=("relu2_2", "relu3_3"), default=d.content_layer,
-                   help="VGG16 layer of the content loss")
-    p.add_argument("--content-weight", type=float, default=d.content_weight, help="weight of the content loss")
-    p.add_argument("--style-weight", type=float, default=d.style_weight, help="weight of the style (Gram) loss")
-    p.add_argument("--tv-weight", type=float, default=d.tv_weight, help="weight of the total-variation loss")
+    p.add_argument("--style-weight", type=float, default=d.style_weight,
+                   help=f"weight of the style (Gram) loss; the content loss weighs {d.content_weight:g}")
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
+                   help="Keras dtype policy: mixed_bfloat16 (CPUs with AVX512-BF16 or AMX, GPUs since Ampere), "
+                        "mixed_float16 (older GPUs; loss scaling), float32")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, content order, crops and styles")
-    p.add_argument("--residual", action="store_true", help="the output is the photo plus a learned change")
-    add_run_args(p, d)
+    add_run_args(p, d, flags=("log_every", "checkpoint_every"))
 
 
 def add_stylize_args(p):
@@ -407,7 +331,11 @@ def add_stylize_args(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--strength", type=float,
                    help="weight of the last style (0 = the first style, 1 = the last) (default: 1)")
-    g.add_argument("--weights", help="one weight per style, comma-separated, summing to 1 (default: --strength)")
+    g.add_argument("--weights", metavar="WEIGHTS",
+                   help="one weight per style in order (0.2,0.8), or NAME=W for some styles and 0 for the rest "
+                        "(starry_night=0.5,wave=0.5), summing to 1 (default: --strength)")
+    g.add_argument("--style", metavar="NAME",
+                   help="one of the net's styles alone, by name (its style image's name) (default: --strength)")
     g.add_argument("--strength-map", type=Path, metavar="MAP",
                    help="grayscale image: per pixel the weight of the last style (white = 1), resized to each input "
                         "(default: one strength for the whole picture)")
@@ -431,7 +359,7 @@ def add_stylize_args(p):
 
 def add_optimize_args(p):
     d = StylizerConfig()
-    p.add_argument("--content", type=Path, required=True, help="the content image")
+    p.add_argument("image", type=Path, help="the content photo")
     p.add_argument("--style", type=Path, action="append", required=True, metavar="IMG",
                    help="a style image; repeat to blend styles")
     p.add_argument("--weights", help="blend weights, one per --style (default: equal)")
@@ -481,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    return iu.run_main(build_parser(), argv)
+    return iu.run_main(build_parser(), argv, prepare=apply_recipe)
 
 
 if __name__ == "__main__":

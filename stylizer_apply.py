@@ -5,14 +5,10 @@
 - `load_weight_map`, `stylize_map`: style weights per pixel (--strength-map, --weights-map), each region normalised
   with the statistics its own weights call for.
 - `tiled_stylize`: images of any size in overlapping tiles that share the whole image's instance-norm statistics.
-- `stylize_frames`, `stylize_video`: every frame of a video, optionally sweeping the strength, made temporally
-  consistent with --stable.
 - `export`: a SavedModel (with a per-pixel `serving_map` signature), and optionally a .tflite, of the network.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 import sys
 import tempfile
@@ -21,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, size_problem,
-                          smoothed_statistics, strength_weights, unfused_norms)
+from stylizer_net import (fixed_statistics, per_pixel_weights, recording_statistics, size_problem, strength_weights,
+                          unfused_norms)
 
 
 def stylize_array(net, image: np.ndarray, weights) -> np.ndarray:
@@ -39,22 +35,51 @@ def check_size(image: np.ndarray, path) -> np.ndarray:
     return image
 
 
-def parse_weights(num_styles: int, strength=None, weights=None) -> np.ndarray:
-    """The style weights asked for by --weights (one per style, summing to 1) or --strength (default 1)."""
+def parse_weights(names, strength=None, weights=None, style=None) -> np.ndarray:
+    """The style weights of a net with styles `names` (or a style count) asked for by --style NAME (that style
+    alone), --weights (one number per style in order, or NAME=W for some styles and 0 for the rest, summing to 1)
+    or --strength (from the first style at 0 to the last at 1; default 1). ValueError with one line otherwise."""
+    names = [f"style_{k}" for k in range(names)] if isinstance(names, int) else list(names)
+    if style is not None:
+        if style not in names:
+            raise ValueError(f"--style {style}: no such style in this net (it has {', '.join(names)})")
+        return np.eye(len(names), dtype=np.float32)[names.index(style)]
     if weights is not None:
-        try:
-            w = np.array([float(v) for v in weights.split(",")], np.float32)
-        except ValueError:
-            raise ValueError(f"--weights takes comma-separated numbers, got '{weights}'") from None
-        if len(w) != num_styles:
-            raise ValueError(f"--weights needs {num_styles} values (one per style), got {len(w)}")
-        if np.any(w < 0) or not np.isclose(w.sum(), 1.0, atol=1e-3):
-            raise ValueError("--weights must be non-negative and sum to 1")
-        return w
+        return named_weights(names, weights) if "=" in weights else numbered_weights(len(names), weights)
     s = 1.0 if strength is None else float(strength)
     if not 0.0 <= s <= 1.0:
         raise ValueError(f"--strength must be in [0, 1], got {s}")
-    return strength_weights(num_styles, [s])[0]
+    return strength_weights(len(names), [s])[0]
+
+
+def numbered_weights(num_styles: int, text: str) -> np.ndarray:
+    try:
+        w = np.array([float(v) for v in text.split(",")], np.float32)
+    except ValueError:
+        raise ValueError(f"--weights takes comma-separated numbers or NAME=WEIGHT pairs, got '{text}'") from None
+    if len(w) != num_styles:
+        raise ValueError(f"--weights needs {num_styles} values (one per style), got {len(w)}")
+    return checked_sum(w)
+
+
+def named_weights(names, text: str) -> np.ndarray:
+    w = np.zeros(len(names), np.float32)
+    for item in text.split(","):
+        name, _, value = item.partition("=")
+        name = name.strip()
+        if name not in names:
+            raise ValueError(f"--weights: no style '{name}' in this net (it has {', '.join(names)})")
+        try:
+            w[names.index(name)] = float(value)
+        except ValueError:
+            raise ValueError(f"--weights: '{item}' is not NAME=NUMBER") from None
+    return checked_sum(w)
+
+
+def checked_sum(w: np.ndarray) -> np.ndarray:
+    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.isclose(w.sum(), 1.0, atol=1e-3):
+        raise ValueError("--weights must be non-negative and sum to 1")
+    return w
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -306,110 +331,6 @@ def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | Non
             out[top:bottom, left:right] += piece * weight
             total[top:bottom, left:right] += weight
     return out / np.maximum(total, 1e-8)
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Video
-
-# Temporal consistency of stylize --video --stable MODE (benchmarks/video_stability.py measures each):
-# stats: instance-norm statistics smoothed across frames (smoothed_statistics); flow: where the optical flow between
-# the input frames is reliable (DIS, forward-backward check), blend the previous output, warped to this frame
-# (bicubic), into this one (FLOW_BLEND of it) and give the blend the contrast of this frame's own result
-# (match_moments); both: the two together.
-STABLE_MODES = ("none", "stats", "flow", "both")
-FLOW_BLEND, STATS_MOMENTUM = 0.6, 0.8
-
-
-def stylize_frames(net, frames, weights_at, stable: str = "none", weight_map=None, blend: float = FLOW_BLEND,
-                   momentum: float = STATS_MOMENTUM):
-    """Yield the stylized frames of an iterable of frames (float RGB, one size): frame i at weights `weights_at(i)`,
-    or at per-pixel weights `weight_map`, made temporally consistent as `stable` says (STABLE_MODES). With a map
-    the statistics come from its levels (stylize_map), so `stats` smoothing does not apply to it."""
-    if stable not in STABLE_MODES:
-        raise ValueError(f"unknown --stable mode '{stable}': use {', '.join(STABLE_MODES)}")
-    smooth = stable in ("stats", "both") and weight_map is None
-    previous = prepared = None
-    with smoothed_statistics(net, momentum) if smooth else contextlib.nullcontext():
-        for i, frame in enumerate(frames):
-            if weight_map is None:
-                out = stylize_array(net, frame, weights_at(i))
-            else:  # a static map: fitted and its levels found once, for the clip's frame size
-                prepared = prepared or prepare_map(weight_map, *frame.shape[:2])
-                out = stylize_prepared(net, frame, prepared)
-            if stable in ("flow", "both") and previous is not None:
-                back, forward = iu.optical_flow(frame, previous[0]), iu.optical_flow(previous[0], frame)
-                trust = blend * iu.reliable_flow(back, forward)[..., None]
-                mixed = (1.0 - trust) * out + trust * iu.warp(previous[1], back, cubic=True)
-                out = match_moments(mixed, out)
-            previous = (frame, out)
-            yield out
-
-
-def match_moments(image: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """`image` with each channel's mean and standard deviation set to those of `reference`: blending two frames
-    whose textures are not aligned stroke for stroke averages contrast away, which this gives back."""
-    mean, std = image.mean((0, 1)), image.std((0, 1))
-    return np.clip((image - mean) / np.maximum(std, 1e-6) * reference.std((0, 1)) + reference.mean((0, 1)), 0, 1)
-
-
-def stylize_video(net, src: Path, dst: Path, weights_at, max_side: int | None = None, weight_map=None,
-                  keep_color: bool = False, stable: str = "none") -> int:
-    """Stylize every frame of `src` into `dst` (mp4) with the same frame count, size and fps. `weights_at(i, n)`
-    gives the style weights of frame i of n, or `weight_map` [H, W, S] the same per-pixel weights for every frame
-    (a static map, resized to the frames); `stable` as in stylize_frames. The file appears only when complete.
-    Returns the frames written."""
-    import cv2
-    import keras
-
-    cap = cv2.VideoCapture(str(src))
-    if not cap.isOpened():
-        raise iu.ImageError(src, "cannot open as a video")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
-    width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    iu.make_dirs(dst.parent)
-    tmp = dst.with_name(f".{dst.stem}.partial{dst.suffix}")
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-    if not writer.isOpened():
-        cap.release()
-        raise iu.ImageError(dst, "cannot write an mp4 here")
-    bar = keras.utils.Progbar(n or None, unit_name="frame")
-    written = 0
-
-    last = []  # the input frame being stylized (for --preserve-color)
-
-    def read():
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                return
-            rgb = frame[..., ::-1].astype(np.float32) / 255.0
-            last[:] = [check_size(iu.resize_max_side(rgb, max_side) if max_side else rgb, src)]
-            yield last[0]
-
-    try:
-        for result in stylize_frames(net, read(), lambda i: weights_at(i, max(n, i + 1)), stable, weight_map):
-            if keep_color:
-                result = preserve_color(result, last[0])
-            if result.shape[:2] != (height, width):
-                result = iu.resize(result, height, width)
-            writer.write(np.ascontiguousarray(iu.to_uint8(result)[..., ::-1]))
-            written += 1
-            bar.update(written)
-    except BaseException:  # a frame the net cannot take, Ctrl-C: no partial file is left behind
-        writer.release()
-        tmp.unlink(missing_ok=True)
-        raise
-    finally:
-        cap.release()
-        writer.release()
-    if not written:
-        tmp.unlink(missing_ok=True)
-        raise iu.ImageError(src, "no frames could be read")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    Path(tmp).replace(dst)
-    return written
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-import style_sampler
-from run_dir import RunError
+import sample_folder
+import sample_folder
+from run_config import RunError
 from stylizer_net import strength_weights
 
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -38,13 +39,13 @@ def load_sample_styles(folder: Path, vgg, layers, quiet=False):
     """Style weights [N, S], Gram targets {layer: [N, C, C]} and style names of a sample folder, from its Gram cache
     when that matches the manifest, else computed (and cached). Unreadable samples are skipped and counted."""
     folder = Path(folder)
-    if not (folder / style_sampler.MANIFEST).exists():
-        raise RunError(f"{folder}: not a style sample folder (no {style_sampler.MANIFEST}); run style_sampler.py "
+    if not (folder / sample_folder.MANIFEST).exists():
+        raise RunError(f"{folder}: not a style sample folder (no {sample_folder.MANIFEST}); run style_sampler.py "
                        "first")
-    entries = style_sampler.read_manifest(folder)
+    entries = sample_folder.read_manifest(folder)
     if not entries:
-        raise RunError(f"{folder / style_sampler.MANIFEST}: empty")
-    cached = style_sampler.read_gram_cache(folder, layers)
+        raise RunError(f"{folder / sample_folder.MANIFEST}: empty")
+    cached = sample_folder.read_gram_cache(folder, layers)
     if cached is not None:
         return cached
     images, weights, bad = [], [], 0
@@ -59,11 +60,11 @@ def load_sample_styles(folder: Path, vgg, layers, quiet=False):
         raise RunError(f"{folder}: no readable style samples")
     if not quiet:
         print(f"computing Gram matrices of {len(images)} style samples ({bad} unreadable skipped) -> "
-              f"{folder / style_sampler.GRAM_CACHE}", flush=True)
+              f"{folder / sample_folder.GRAM_CACHE}", flush=True)
     grams = compute_grams(images, vgg, layers)
-    names = style_sampler.style_names(folder, len(weights[0]))
+    names = sample_folder.style_names(folder, len(weights[0]))
     weights = np.asarray(weights, np.float32)
-    style_sampler.write_gram_cache(folder, layers, weights, grams, names)
+    sample_folder.write_gram_cache(folder, layers, weights, grams, names)
     return weights, grams, names
 
 
@@ -76,8 +77,8 @@ def style_image_grams(paths, size: int, vgg, layers):
 def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
     """Per style image, the Grams of `crops` random style_crop_size crops of it resized so its shorter side is
     `size`: the real-crop control of the VAE route (the crops a VAE trained with --style-size SIZE sees)."""
-    from vae_keras import VAEConfig
-    from vae_latents import training_crops
+    from vae_model import VAEConfig
+    from style_images import training_crops
 
     cut = VAEConfig(size=config.style_crop_size)  # the VAE's crop size, scale jitter, flips and turns
     rng = np.random.default_rng([config.seed, 2718])
@@ -91,12 +92,13 @@ def style_crop_grams(config, vgg, layers, crops: int = 256) -> list[dict]:
 def sample_style_grams(config, vgg, layers) -> list[dict]:
     """The whole-image Grams, at the stylizer's --size, of the style images of the VAE a sample folder was drawn
     from (its sampler.json names the VAE run, whose config.json names the images), in the samples' style order."""
-    from run_dir import read_config
-    from vae_keras import VAEConfig, load_styles
+    from run_config import read_config
+    from style_images import load_styles
+    from vae_model import VAEConfig
 
-    record = style_sampler.read_sampler_json(config.samples) or {}
+    record = sample_folder.read_sampler_json(config.samples) or {}
     if "vae" not in record:
-        raise RunError(f"{config.samples}: its {style_sampler.SAMPLER_JSON} names no VAE, whose paintings "
+        raise RunError(f"{config.samples}: its {sample_folder.SAMPLER_JSON} names no VAE, whose paintings "
                        "--anchor-ends needs")
     vae_config = read_config(record["vae"], VAEConfig, "VAE")
     images = load_styles(vae_config.styles, 1, config.size)  # shorter side --size, as style_image_grams has them
@@ -201,9 +203,17 @@ class StyleTargets:
             if self.end_share:
                 at_end = rng.uniform(size=batch_size) < self.end_share
                 t = np.where(at_end, rng.integers(0, 2, batch_size), t).astype(np.float32)
-        w = strength_weights(2, t)
-        first, last = self.pick(0, rng, batch_size), self.pick(1, rng, batch_size)
-        grams = {name: w[:, 0, None, None] * first[name] + w[:, 1, None, None] * last[name] for name in self.layers}
+        picks = [self.pick(k, rng, batch_size) for k in range(self.num_styles)]
+        if self.num_styles == 2:  # the strength runs from the first style to the last
+            w = strength_weights(2, t)
+        else:  # a random pair of styles per example, as the VAE's samples walk between pairs
+            a = rng.integers(0, self.num_styles, batch_size)
+            b = (a + rng.integers(1, self.num_styles, batch_size)) % self.num_styles
+            w = np.zeros((batch_size, self.num_styles), np.float32)
+            w[np.arange(batch_size), a] = 1.0 - t
+            w[np.arange(batch_size), b] = t
+        grams = {name: np.einsum("bs,sbcd->bcd", w, np.stack([pk[name] for pk in picks])).astype(np.float32)
+                 for name in self.layers}
         return w, grams
 
 

@@ -19,7 +19,7 @@ import tensorflow as tf
 
 import image_utilities as iu
 from perceptual import LPIPS, content_loss, gram_matrix, style_loss, total_variation_loss, vgg_features
-from run_dir import RunError
+from run_config import RunError
 from stylizer_data import STYLE_LAYERS, compute_grams, load_sample_styles, style_image_grams
 from stylizer_net import strength_weights
 

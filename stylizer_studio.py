@@ -64,10 +64,10 @@ class Studio:
 
     def __init__(self, run_dir, samples=None, max_pixels: int = 16_000_000):
         import builtin_images
-        import stylizer as S
+        import stylizer_run as R
 
         self.run_dir = Path(run_dir)
-        self.net, self.config, self.names = S.load_stylizer(self.run_dir)
+        self.net, self.config, self.names = R.load_stylizer(self.run_dir)
         self.samples = Path(samples) if samples else (Path(self.config.samples) if self.config.samples else None)
         self.max_pixels = max_pixels
         self.builtin = builtin_images.default_content(PREVIEW_SIDE)
@@ -199,13 +199,13 @@ class Studio:
 
     # ---- the sample folder ------------------------------------------------------------------------------------------
     def sample_table(self) -> dict:
-        import style_sampler
+        import sample_folder
 
-        if self.samples is None or not (self.samples / style_sampler.MANIFEST).exists():
+        if self.samples is None or not (self.samples / sample_folder.MANIFEST).exists():
             return {"folder": str(self.samples) if self.samples else None, "rows": [], "fidelity": None}
         try:
-            entries = style_sampler.read_manifest(self.samples)
-        except style_sampler.ManifestError as e:
+            entries = sample_folder.read_manifest(self.samples)
+        except sample_folder.ManifestError as e:
             raise BadRequest(str(e), HTTPStatus.UNPROCESSABLE_ENTITY) from None
         rows = collections.defaultdict(list)
         for e in entries:
@@ -215,16 +215,16 @@ class Studio:
             fidelity = json.loads((self.samples / "sample_fidelity.json").read_text())
         except (OSError, ValueError, RecursionError):
             fidelity = None
-        return {"folder": str(self.samples), "styles": style_sampler.style_names(self.samples, len(self.names)),
+        return {"folder": str(self.samples), "styles": sample_folder.style_names(self.samples, len(self.names)),
                 "rows": [sorted(rows[p], key=lambda c: c["t"]) for p in sorted(rows)],
                 "fidelity": fidelity.get("summary") if isinstance(fidelity, dict) else None}
 
     def sample_file(self, name: str) -> Path:
-        import style_sampler
+        import sample_folder
 
         try:
-            listed = self.samples is not None and name in style_sampler.manifest_by_file(self.samples)
-        except style_sampler.ManifestError:
+            listed = self.samples is not None and name in sample_folder.manifest_by_file(self.samples)
+        except sample_folder.ManifestError:
             listed = False
         path = (self.samples / name).resolve() if listed else None
         # read_manifest refused names that leave the folder; resolve again in case a file became a link since

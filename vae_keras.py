@@ -1,107 +1,52 @@
 """A convolutional VAE over random crops of style images: the source of the continuum of styles.
 
-    python vae_keras.py train --style starry.jpg --style honeycomb.png --run-dir runs/vae [--size 224] [--steps N]
-                              [--noise-channels 4 --path-weight 1 --endpoint-weight 1 --diversity-weight 1]
-                              [--decoder texture --feature-weight 0]
+    python vae_keras.py train --style starry.jpg --style scream.jpg --run-dir runs/vae      # the recommended route
+    python vae_keras.py train --recipe cpu-demo --style a.jpg --style b.jpg --run-dir runs/vae   # CPU budgets
     python vae_keras.py encode --run-dir runs/vae [--crops 512]        # (re)write latents.npz
-    python vae_keras.py encode --run-dir runs/vae --recalibrate        # batch-norm statistics first (older runs)
     python vae_keras.py reconstruct --run-dir runs/vae a.jpg b.jpg --out recon/
     python vae_keras.py sample --run-dir runs/vae --n 16 --out samples.png
 
-This file: the run's config, the crops it trains on, the training step and loop, the per-style latent Gaussians
-(latents.npz) and the CLI. The networks and losses live in vae_model.py. Reconstruction loss: `mse` on
-sigmoid(logits), `bce` = sigmoid cross-entropy computed from the logits (the original project passed sigmoid outputs
-to a from-logits loss, which is what made its images strange), `perceptual` = DFC-VAE (Hou et al. 2017,
-arXiv 1610.00291) VGG feature loss plus a small pixel term, or `gram` (texture statistics). KL term weighted by beta
-with a linear warm-up (Bowman et al. 2016, arXiv 1511.06349).
+This file: the crops it trains on, the training step and loop, the batch norms' sampling statistics, the per-style
+latent Gaussians (latents.npz) and the CLI. The config (VAEConfig), networks and losses live in vae_model.py.
 
-The continuum (issue 12): `--noise-channels` gives the decoder a noise image that decides where strokes fall, so
-samples of one style differ; `--path-weight` decodes points between two crops' codes and asks for the mix of their
-Grams (Texture Mixer); `--endpoint-weight` keeps each style's mean Gram on the painting's (`--endpoint-unbiased`:
-without the decodes' own variance in its estimate); `--diversity-weight` asks
-two decodes to differ at least as much as the real crops they came from. Each needs `--recon gram` or `perceptual`.
-`--decoder texture` makes the noise image the decoder's only source of layout (z sets the texture's statistics), so
-samples of one code differ wherever their noise does.
+The defaults are the route that gives a continuum between the styles: the texture decoder (a noise image is its only
+source of layout and the code z sets each layer's statistics, so samples of one style differ wherever their noise
+does), a Gram reconstruction loss, and three continuum terms: `path_weight` decodes points between two crops' codes
+and asks for the mix of their Grams (Texture Mixer), `endpoint_weight` keeps each style's mean Gram on the
+painting's, `diversity_weight` asks two decodes to differ at least as much as the real crops they came from. The
+original design's choices stay settable through a recipe or --set: `recon` mse (on sigmoid(logits)), bce (sigmoid
+cross-entropy computed from the logits), perceptual (DFC-VAE, Hou et al. 2017, arXiv 1610.00291), `decoder seed`,
+`beta`, `beta_warmup` (Bowman et al. 2016, arXiv 1511.06349). recipes/README.md lists every setting.
 
-Training a 224 px VAE takes hours on a CPU; `--size 64 --steps 300` (a few minutes) shows the mechanics.
+The defaults train 10,000 steps of 128 px crops: a GPU budget. On a CPU, `--recipe cpu-demo` (64 px, 1,000 steps,
+about 8 minutes on 2 cores) gives usable samples.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import math
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
 
 import builtin_images
 import image_utilities as iu
-from run_dir import (EXIT_CODES, RESUMABLE_KEYS, Run, RunControl, RunError, add_run_args, config_from_args,
-                     distributed_step, dtype_policy, make_strategy, per_replica, read_config, restore_latest,
-                     task_role)
-from vae_latents import encode_styles, save_latents, training_crops
+from distribute import distributed_step, dtype_policy, make_strategy, per_replica, task_role
+from run_config import (LR_FLOOR, RESUMABLE_KEYS, RunError, add_config_args, add_run_args, apply_recipe,
+                        config_from_args, lr_at, read_config)
+from run_dir import EXIT_CODES, Run, restore_latest
 from perceptual import gram_matrix
-from vae_model import (DECODER_PADDINGS, DECODERS, GRAM_WEIGHTS, PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, check_size,
-                       decoder_noise, diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss,
-                       texture_grams)
+from style_images import BUILTIN_PREFIX, at_training_scale, load_styles, style_names, training_crops
+from vae_latents import encode_styles, save_latents
+from vae_model import (PERCEPTUAL_LAYERS, TEXTURE_LAYERS, VAE, VAE_PRECISIONS, VAEConfig, check_size, decoder_noise,
+                       diversity_loss, endpoint_loss, kl_divergence, path_loss, reconstruction_loss, texture_grams)
 
-BUILTIN_PREFIX = "builtin:"
 RESUME_SAFE = RESUMABLE_KEYS + ("encode_crops",)
-LR_SCHEDULES = ("constant", "cosine")
-LR_FLOOR = 0.05  # --lr-schedule cosine ends at this fraction of --lr
-STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of --endpoint-weight
+STYLE_GRAM_CROPS = 128  # real crops per style behind the mean Grams of the endpoint term
 NORM_BATCHES = 32  # training batches behind the batch norms' statistics for sampling (recalibrate_norms)
 SNAPSHOT_NORM_BATCHES = 4  # the same before each intermediate snapshot
-# mixed_float16 would need loss scaling inside the clipped, all-reduced step; bfloat16 has float32's range.
-VAE_PRECISIONS = ("float32", "mixed_bfloat16")
-
-
-@dataclasses.dataclass(frozen=True)
-class VAEConfig(RunControl):
-    styles: tuple = ()
-    size: int = 224
-    latent_dim: int = 256
-    width: int = 32
-    recon: str = "mse"
-    beta: float = 1.0
-    beta_warmup: int = 0
-    steps: int = 2000
-    batch_size: int = 8
-    lr: float = 3e-4
-    lr_schedule: str = "constant"
-    clip_norm: float = 100.0
-    seed: int = 0
-    crop_scale: tuple = (0.7, 1.5)
-    style_size: int = 0
-    encode_crops: int = 512
-    noise_channels: int = 0
-    path_weight: float = 0.0
-    endpoint_weight: float = 0.0
-    endpoint_unbiased: bool = False
-    diversity_weight: float = 0.0
-    precision: str = "float32"
-    texture_layers: tuple = TEXTURE_LAYERS
-    feature_weight: float = GRAM_WEIGHTS["feature"]
-    decoder: str = "seed"
-    decoder_padding: str = "zeros"
-
-    CHOICES = {"recon": ("mse", "bce", "perceptual", "gram"), "decoder": DECODERS, "decoder_padding": DECODER_PADDINGS,
-               "lr_schedule": LR_SCHEDULES, "precision": VAE_PRECISIONS}
-    AT_LEAST = {"size": 32, "latent_dim": 1, "width": 1, "steps": 1, "batch_size": 1, "lr": 0.0, "beta": 0.0,
-                "beta_warmup": 0, "clip_norm": 0.0, "style_size": 0, "encode_crops": 1, "noise_channels": 0,
-                "path_weight": 0.0, "endpoint_weight": 0.0, "diversity_weight": 0.0, "feature_weight": 0.0}
-
-    @property
-    def continuum(self) -> bool:
-        return bool(self.path_weight or self.endpoint_weight or self.diversity_weight)
-
-    def vgg_layers(self) -> list[str]:
-        if self.recon not in ("perceptual", "gram"):
-            return []
-        return sorted(set(PERCEPTUAL_LAYERS) | (set(self.texture_layers) if self.continuum else set()))
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -113,57 +58,8 @@ def beta_at(config: VAEConfig, step: int) -> float:
     return config.beta * min(1.0, step / config.beta_warmup)
 
 
-def lr_at(config: VAEConfig, step: int) -> float:
-    """The learning rate of a step: --lr throughout, or a half cosine from --lr down to LR_FLOOR x --lr at the last
-    step (Adam at a constant rate keeps the weights wandering around the optimum; the decay lets them settle)."""
-    if config.lr_schedule == "constant" or config.steps <= 1:
-        return config.lr
-    progress = min(1.0, step / (config.steps - 1))
-    return config.lr * (LR_FLOOR + (1.0 - LR_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress)))
-
-
 # --------------------------------------------------------------------------------------------------------------------
 # Data
-
-def style_names(style_specs) -> list[str]:
-    names = []
-    for spec in style_specs:
-        name = spec[len(BUILTIN_PREFIX):] if spec.startswith(BUILTIN_PREFIX) else Path(spec).stem
-        while name in names:
-            name += "_"
-        names.append(name)
-    return names
-
-
-def load_styles(style_specs, size: int, style_size: int = 0) -> list[np.ndarray]:
-    """Style images by path (or `builtin:NAME`), resized so their shorter side is `style_size` when given (the
-    scale at which the stylizer will see the style); any smaller than the crop is enlarged, with a warning."""
-    images = []
-    builtins = None
-    for spec in style_specs:
-        if spec.startswith(BUILTIN_PREFIX):
-            builtins = builtins or builtin_images.default_styles(max(512, 2 * size))
-            name = spec[len(BUILTIN_PREFIX):]
-            if name not in builtins:
-                raise iu.ImageError(spec, f"no built-in style of that name (have {', '.join(builtins)})")
-            im = builtins[name]
-        else:
-            im = iu.load_image(spec)
-        images.append(at_training_scale(im, size, style_size, name=spec))
-    return images
-
-
-def at_training_scale(image: np.ndarray, size: int, style_size: int = 0, name=None) -> np.ndarray:
-    """An image resized the way training sees its styles: shorter side `style_size` when set, and enlarged when
-    smaller than the `size` crop (with a warning naming it, when `name` is given)."""
-    if style_size:
-        image = iu.resize_short_side(image, style_size)
-    if min(image.shape[:2]) < size:
-        if name is not None:
-            warnings.warn(f"{name}: {image.shape[1]}x{image.shape[0]} is smaller than the {size} px crop; "
-                          "enlarging it", stacklevel=3)
-        image = iu.resize_short_side(image, size)
-    return image
 
 
 def crop_batch(styles, config: VAEConfig, rng: np.random.Generator, batch_size: int):
@@ -197,7 +93,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
     global_batch, global_pairs = float(config.batch_size), float(config.batch_size // 2)
     replicas = strategy.num_replicas_in_sync
     style_grams = {n: tf.constant(g) for n, g in (style_grams or {}).items()}
-    layers = tuple(config.texture_layers)
+    layers = tuple(TEXTURE_LAYERS)
     gram_layers = sorted(set(PERCEPTUAL_LAYERS) | set(layers if config.continuum else ()))
 
     def decode(z, noise):  # logits in float32 under any precision: the losses and the sigmoid need the range
@@ -242,7 +138,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
                     terms["path"] = tf.reduce_sum(path_loss(grams_mid, a, b, t, pixels, layers)) / global_pairs
                 if config.endpoint_weight:
                     terms["endpoint"] = endpoint_loss(grams[0], labels, style_grams, pixels, layers,
-                                                      config.endpoint_unbiased) / replicas
+) / replicas
                 if config.diversity_weight:
                     terms["diversity"] = tf.reduce_sum(diversity_loss(features[0], real, pixels)) / global_pairs
             weights = {"path": config.path_weight, "endpoint": config.endpoint_weight,
@@ -271,10 +167,9 @@ def step_noise(config: VAEConfig, step: int) -> tuple[np.ndarray, np.ndarray]:
     return eps, tf.random.stateless_normal(shape, seed=[config.seed + 104729, step]).numpy()
 
 
-def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CROPS) -> dict:
-    """Each style's mean Gram over `crops` real crops at the config's texture layers: {layer: [S, C, C]}."""
+def mean_style_grams(styles, config: VAEConfig, vgg, crops: int = STYLE_GRAM_CROPS, layers=TEXTURE_LAYERS) -> dict:
+    """Each style's mean Gram over `crops` real crops at `layers` (the continuum terms'): {layer: [S, C, C]}."""
     rng = np.random.default_rng([config.seed, 31337])
-    layers = config.texture_layers
     out = {n: [] for n in layers}
     for style in styles:
         sums = {n: 0.0 for n in layers}
@@ -422,8 +317,8 @@ def train(config: VAEConfig, run_dir) -> int:
 
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
     replicas = strategy.num_replicas_in_sync
-    halving = [flag for flag, on in (("--path-weight", config.path_weight), ("--diversity-weight",
-               config.diversity_weight), ("--endpoint-unbiased", config.endpoint_unbiased)) if on]
+    halving = [key for key, on in (("path_weight", config.path_weight), ("diversity_weight",
+               config.diversity_weight)) if on]
     if halving and config.batch_size % (2 * replicas):
         raise RunError(f"{' and '.join(halving)} split each replica's share of the batch in halves: --batch-size "
                        f"{config.batch_size} must be a multiple of {2 * replicas} on {replicas} replica(s)")
@@ -497,71 +392,21 @@ def add_train_args(p):
     d = VAEConfig()
     p.add_argument("--style", action="append", default=[], metavar="IMG",
                    help="a style image (repeat for each style); default: the built-in night_swirls and honeycomb")
-    p.add_argument("--size", type=int, default=d.size, help="crop size, a multiple of 32")
+    add_config_args(p, VAEConfig, "vae")
+    p.add_argument("--size", type=int, default=d.size, help="crop size (the texture window), a multiple of 32")
     p.add_argument("--style-size", type=int, default=d.style_size, metavar="PX",
-                   help="resize each style image's shorter side to PX first (0: as is); match the scale at which "
-                        "the stylizer will use the style (its --size) so sampled textures have the right scale")
-    p.add_argument("--latent-dim", type=int, default=d.latent_dim, help="dimensions of the latent code z")
-    p.add_argument("--width", type=int, default=d.width, help="channels of the first conv layer")
-    p.add_argument("--recon", choices=("mse", "bce", "perceptual", "gram"), default=d.recon,
-                   help="gram: texture statistics plus a light feature term (sharp texture for the stylizer)")
-    p.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term")
-    p.add_argument("--beta-warmup", type=int, default=d.beta_warmup, metavar="STEPS",
-                   help="ramp beta linearly from 0 over this many steps (0: no warm-up)")
+                   help="resize each style image's shorter side to PX first (0: as is); give the stylizer's --size, "
+                        "the scale at which it will use the styles")
     p.add_argument("--steps", type=int, default=d.steps, help="training steps in all (a resumed run continues)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over the replicas")
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam learning rate")
-    p.add_argument("--lr-schedule", choices=LR_SCHEDULES, default=d.lr_schedule,
-                   help=f"constant: --lr throughout; cosine: a half cosine from --lr to {LR_FLOOR:g} x --lr at the "
-                        "last of --steps")
-    p.add_argument("--clip-norm", type=float, default=d.clip_norm,
-                   help="clip the global gradient norm (keeps early KL spikes from blowing up a run)")
-    p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, crops and noise")
-    p.add_argument("--encode-crops", type=int, default=d.encode_crops,
-                   help="random crops per style encoded into latents.npz at the end")
-    p.add_argument("--noise-channels", type=int, default=d.noise_channels,
-                   help="channels of the noise image the decoder takes (where strokes fall); 0: none")
-    p.add_argument("--decoder", choices=DECODERS, default=d.decoder,
-                   help="seed: z draws a small seed map that convolutions upsample (z sets the layout; the noise "
-                        "image adds detail); texture: the noise image is the only source of layout and z sets each "
-                        "layer's channel statistics (conditional instance norm; needs --noise-channels)")
-    p.add_argument("--decoder-padding", choices=DECODER_PADDINGS, default=d.decoder_padding,
-                   help="--decoder texture: how its convolutions see past the edge; zeros tells every layer where "
-                        "the border is, reflect mirrors the maps so that no layer knows its position (measured no "
-                        "better at another --sample-size than trained: README)")
-    p.add_argument("--path-weight", type=float, default=d.path_weight,
-                   help="decode points between two crops' codes and match the mix of their Grams (Texture Mixer)")
-    p.add_argument("--endpoint-weight", type=float, default=d.endpoint_weight,
-                   help="match each style's mean decoded Gram to its mean over many real crops")
-    p.add_argument("--endpoint-unbiased", action="store_true",
-                   help="estimate the endpoint term as the product of the errors of the batch's two halves: for "
-                        "independent halves the squared error of the decodes' mean alone, without their own "
-                        "variance, which the plain square adds and a large --endpoint-weight lowers by making the "
-                        "decodes alike")
-    p.add_argument("--diversity-weight", type=float, default=d.diversity_weight,
-                   help="two decodes should differ at least as much as the real crops they came from")
-    p.add_argument("--texture-layers", type=texture_layer_list, default=",".join(d.texture_layers), metavar="L,L",
-                   help="VGG16 layers whose Grams the path and endpoint terms compare (the stylizer's style layers "
-                        "are these plus relu4_3, which costs VGG's fourth block on every decode)")
-    p.add_argument("--feature-weight", type=float, default=d.feature_weight,
-                   help="--recon gram: weight of the VGG feature term that asks for the crop's own layout (the Gram "
-                        f"term's is {GRAM_WEIGHTS['gram']:g}); more of it keeps crops apart in the decodes; use 0 "
-                        "with --decoder texture, whose layout is the noise's and cannot match the crop's")
+    p.add_argument("--lr", type=float, default=d.lr,
+                   help=f"Adam learning rate (decays along a half cosine to {LR_FLOOR:g}x by the last step)")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
-                   help="Keras dtype policy for training (the VAE and its VGG loss network); mixed_bfloat16 runs "
-                        "the convolutions in bfloat16 (on a CPU with AMX about 1.9x faster a step than float32) "
-                        "with float32 variables, Grams and losses")
+                   help="Keras dtype policy: mixed_bfloat16 runs the convolutions in bfloat16 with float32 "
+                        "variables, Grams and losses (CPUs with AVX512-BF16 or AMX, GPUs since Ampere); float32 "
+                        "elsewhere")
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds weights, crops and noise")
     add_run_args(p, d)
-
-
-def texture_layer_list(text: str) -> tuple:
-    """--texture-layers: comma-separated VGG16 layers of relu1_2 ... relu4_3, in VGG order."""
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    order = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    bad = [n for n in names if n not in order]
-    if bad or not names:
-        raise argparse.ArgumentTypeError(f"'{text}': use some of {', '.join(order)}")
-    return tuple(n for n in order if n in names)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -577,9 +422,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_args(command("train", train_command, "train (or resume) a VAE run"))
     p = command("encode", encode_command, "write latents.npz: each style's latent Gaussian")
     p.add_argument("--crops", type=int, default=512, help="random crops per style to encode")
-    p.add_argument("--recalibrate", action="store_true",
-                   help="first recompute the batch norms' sampling statistics from training batches and save them "
-                        "into the newest checkpoint (training does this since issue 12; for older runs)")
     p = command("reconstruct", reconstruct_command, "encode and decode images (center crops)")
     p.add_argument("images", nargs="+", type=Path, help="images to reconstruct")
     p.add_argument("--out", type=Path, required=True, help="folder for IMAGE_recon.png")
@@ -594,45 +436,22 @@ def train_command(args) -> int:
     if args.steps < 1 or args.batch_size < 1:
         return iu.fail("--steps and --batch-size must be at least 1")
     check_size(args.size)
-    continuum = args.path_weight or args.endpoint_weight or args.diversity_weight
-    if args.endpoint_unbiased and not args.endpoint_weight:
-        return iu.fail("--endpoint-unbiased is a way to estimate the --endpoint-weight term: give an --endpoint-weight")
-    if args.decoder == "texture" and args.noise_channels < 1:
-        return iu.fail("--decoder texture draws its layout from the noise image: give --noise-channels >= 1")
-    if args.decoder_padding != "zeros" and args.decoder != "texture":
-        return iu.fail("--decoder-padding is the texture decoder's: give --decoder texture")
-    if continuum and args.recon not in ("gram", "perceptual"):
-        return iu.fail("the continuum terms compare VGG features: use --recon gram or perceptual")
     styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)
-    return train(config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles})), args.run_dir)
+    config = config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles}))
+    if config.decoder == "texture" and config.noise_channels < 1:
+        return iu.fail("decoder texture draws its layout from the noise image: noise_channels must be >= 1")
+    if config.continuum and config.recon not in ("gram", "perceptual"):
+        return iu.fail("the continuum terms (path, endpoint, diversity weights) compare VGG features: use recon gram "
+                       "or perceptual, or set their weights to 0")
+    return train(config, args.run_dir)
 
 
 def encode_command(args) -> int:
-    if args.recalibrate:
-        vae, config, styles = recalibrate_run(args.run_dir)
-    else:
-        vae, config = load_vae(args.run_dir)
-        styles = load_styles(config.styles, config.size, config.style_size)
+    vae, config = load_vae(args.run_dir)
+    styles = load_styles(config.styles, config.size, config.style_size)
     latents = encode_styles(vae, styles, style_names(config.styles), config, args.crops)
     print(f"wrote {save_latents(args.run_dir, latents)}")
     return 0
-
-
-def recalibrate_run(run_dir):
-    """Recalibrate the batch norms of a run's newest checkpoint (recalibrate_norms) and save them into it, for runs
-    trained before training did so itself. Returns (vae, config, styles)."""
-    config = read_config(run_dir, VAEConfig, "VAE")
-    vae, optimizer = training_state(config, make_strategy("default"))
-    run = Run(run_dir, config, resume_safe=RESUME_SAFE)
-    run.checkpoint(encoder=vae.encoder, decoder=vae.decoder, optimizer=optimizer)
-    step = run.restore()
-    if not step:
-        raise RunError(f"{run_dir}: no checkpoint in {run.checkpoint_dir}; train it first")
-    styles = load_styles(config.styles, config.size, config.style_size)
-    recalibrate_norms(vae, styles, config, NORM_BATCHES, step)
-    run.save(step)
-    print(f"recalibrated the batch norms of {run_dir} at step {step} over {NORM_BATCHES} training batches")
-    return vae, config, styles
 
 
 def reconstruct_command(args) -> int:
@@ -662,7 +481,7 @@ def sample_command(args) -> int:
 
 
 def main(argv=None) -> int:
-    return iu.run_main(build_parser(), argv)
+    return iu.run_main(build_parser(), argv, prepare=apply_recipe)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from vae_keras import at_training_scale, load_vae
+from style_images import at_training_scale
+from vae_keras import load_vae
 from vae_model import interpolate
 
 

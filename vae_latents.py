@@ -14,14 +14,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_dir import RunError
-
-
-def training_crops(style: np.ndarray, config, rng: np.random.Generator, n: int) -> np.ndarray:
-    """`n` random crops of one style image cut the way VAE training cuts them (its crop size and scale jitter, flips,
-    90-degree rotations): [n, size, size, 3]."""
-    return np.stack([iu.random_crop(style, config.size, rng, scale=config.crop_scale, flip=True, rotate90=True)
-                     for _ in range(n)])
+from run_config import RunError
+from style_images import training_crops
 
 
 def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) -> dict:

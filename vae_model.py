@@ -17,7 +17,11 @@ issue 12, this `seed` decoder learned to ignore the injected noise; the `texture
 """
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
+
+from run_config import LR_SCHEDULES, RunControl
 
 LOGVAR_RANGE = (-10.0, 6.0)  # clamping keeps exp(logvar) finite early in training
 PERCEPTUAL_LAYERS = {"relu1_2": 1.0, "relu2_2": 1.0, "relu3_3": 1.0}  # DFC-VAE uses early and middle layers
@@ -26,10 +30,70 @@ PERCEPTUAL_PIXEL_WEIGHT = 0.1
 # term to keep the layout. A 32-256 number code cannot pin down the random phase of brush strokes, so pixel and
 # feature losses average them into blur; Gram matching lets the decoder draw sharp texture with any phase.
 GRAM_WEIGHTS = {"gram": 10.0, "feature": 0.1, "pixel": 0.1}
-# The continuum terms compare Grams at the layers the gram reconstruction already computes (the default of
-# --texture-layers): adding the stylizer's relu4_3 runs VGG's fourth block on every decode.
+# The continuum terms compare Grams at the layers the gram reconstruction already computes: adding the stylizer's
+# relu4_3 runs VGG's fourth block on every decode, and it was measured and not adopted (docs/results-continuum.md).
 TEXTURE_LAYERS = ("relu1_2", "relu2_2", "relu3_3")
 DIVERSITY_LAYERS = ("relu2_2", "relu3_3")
+
+
+# mixed_float16 would need loss scaling inside the clipped, all-reduced step; bfloat16 has float32's range.
+VAE_PRECISIONS = ("float32", "mixed_bfloat16")
+RECONSTRUCTIONS = ("mse", "bce", "perceptual", "gram")
+DECODERS = ("seed", "texture")
+
+
+@dataclasses.dataclass(frozen=True)
+class VAEConfig(RunControl):
+    """A VAE run's settings; the defaults are the recommended route (a continuum between the styles: texture
+    decoder, Gram reconstruction, the path, endpoint and diversity terms), at a GPU budget. Recipes (recipes/*.toml)
+    change budgets; the original design's choices (recon mse/bce/perceptual, the seed decoder) stay settable."""
+    styles: tuple = ()
+    size: int = 128                   # crop size (the texture window), a multiple of 32
+    style_size: int = 256             # style images' shorter side first: the scale the stylizer uses them at
+    latent_dim: int = 32
+    width: int = 32
+    recon: str = "gram"
+    beta: float = 0.02
+    beta_warmup: int = 0
+    steps: int = 10000
+    batch_size: int = 16
+    lr: float = 1e-3
+    lr_schedule: str = "cosine"
+    clip_norm: float = 100.0
+    seed: int = 0
+    crop_scale: tuple = (0.7, 1.5)
+    encode_crops: int = 256
+    noise_channels: int = 4
+    path_weight: float = 1.0
+    endpoint_weight: float = 1.0
+    diversity_weight: float = 10.0
+    precision: str = "mixed_bfloat16"
+    feature_weight: float = 0.0       # gram recon's layout term (GRAM_WEIGHTS["feature"] with the seed decoder)
+    decoder: str = "texture"
+
+    CHOICES = {"recon": RECONSTRUCTIONS, "decoder": DECODERS, "lr_schedule": LR_SCHEDULES,
+               "precision": VAE_PRECISIONS}
+    AT_LEAST = {"size": 32, "latent_dim": 1, "width": 1, "steps": 1, "batch_size": 1, "lr": 0.0, "beta": 0.0,
+                "beta_warmup": 0, "clip_norm": 0.0, "style_size": 0, "encode_crops": 1, "noise_channels": 0,
+                "path_weight": 0.0, "endpoint_weight": 0.0, "diversity_weight": 0.0, "feature_weight": 0.0}
+    # What a run folder made before the defaults became the recommended route holds for a field its config.json
+    # lacks (the defaults of the day the field was added).
+    MISSING_MEANS = {"recon": "mse", "latent_dim": 256, "beta": 1.0, "batch_size": 8, "lr": 3e-4,
+                     "lr_schedule": "constant", "encode_crops": 512, "noise_channels": 0, "path_weight": 0.0,
+                     "endpoint_weight": 0.0, "diversity_weight": 0.0, "precision": "float32",
+                     "feature_weight": GRAM_WEIGHTS["feature"], "decoder": "seed", "size": 224, "style_size": 0,
+                     "steps": 2000}
+    # Settings measured and removed, with the one value the code still has: a run made with another is refused.
+    REMOVED = {"decoder_padding": "zeros", "endpoint_unbiased": False, "texture_layers": list(TEXTURE_LAYERS)}
+
+    @property
+    def continuum(self) -> bool:
+        return bool(self.path_weight or self.endpoint_weight or self.diversity_weight)
+
+    def vgg_layers(self) -> list[str]:
+        if self.recon not in ("perceptual", "gram"):
+            return []
+        return sorted(set(PERCEPTUAL_LAYERS) | (set(TEXTURE_LAYERS) if self.continuum else set()))
 
 
 def check_size(size: int) -> int:
@@ -57,36 +121,23 @@ def build_encoder(size: int, latent_dim: int, width: int = 32):
     return keras.Model(x_in, {"mean": mean, "logvar": logvar}, name="encoder")
 
 
-DECODERS = ("seed", "texture")
-# How the texture decoder's 3x3 convolutions see past the picture's edge. `zeros` (Keras's "same") tells every
-# layer where the border is: on the decoder's 8x8 first map (64 px crops) 28 of 64 positions touch it, so what it
-# learns may lean on the border, which a larger drawing (style_sampler --sample-size) has less of. `reflect` mirrors
-# the map instead: a constant input stays constant and no layer knows where it is. Measured no better on the demo's
-# styles (README, "Is the VAE a continuum?"), so zeros stays the default.
-DECODER_PADDINGS = ("zeros", "reflect")
 # The texture decoder's channels (times --width): its first block, at size / 2**len, and each upsampling block but the
 # last, which has --width.
 TEXTURE_DECODER_CHANNELS = (4, 2, 1)
 TEXTURE_MULTIPLE = 2 ** len(TEXTURE_DECODER_CHANNELS)  # the texture decoder draws sizes that are multiples of this
 
 
-def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed",
-                  padding: str = "zeros"):
+def build_decoder(size: int, latent_dim: int, width: int = 32, noise_channels: int = 0, kind: str = "seed"):
     """z (and, with noise_channels, a size x size x noise_channels noise image) -> logits [size, size, 3].
     `seed`: a dense layer makes a small seed map from z and convolutions upsample it (the layout comes from z);
-    `texture`: build_texture_decoder (the layout comes from the noise), whose convolutions pad by `padding`."""
+    `texture`: build_texture_decoder (the layout comes from the noise)."""
     import keras
     from keras import layers
 
-    if padding not in DECODER_PADDINGS:
-        raise ValueError(f"unknown decoder padding '{padding}': use {' or '.join(DECODER_PADDINGS)}")
     if kind == "texture":
-        return build_texture_decoder(size, latent_dim, width, noise_channels, padding)
+        return build_texture_decoder(size, latent_dim, width, noise_channels)
     if kind != "seed":
         raise ValueError(f"unknown decoder '{kind}': use {' or '.join(DECODERS)}")
-    if padding != "zeros":
-        raise ValueError("the seed decoder pads with zeros (its layout comes from z); --decoder-padding is the "
-                         "texture decoder's")
 
     seed = size // 32
     z = keras.Input((latent_dim,), name="z")
@@ -119,7 +170,7 @@ def pooled_noise(noise, size: int, resolution: int, name: str):
     return layers.AveragePooling2D(factor, name=name)(noise) * float(factor) if factor > 1 else noise
 
 
-def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int, padding: str = "zeros"):
+def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels: int):
     """A texture generator in which the noise image is the only source of layout and z sets the texture: the noise,
     pooled to size/8, goes through convolutions and three nearest-upsample blocks (the same noise, pooled to each
     block's resolution, added through a 1x1 convolution), and
@@ -129,11 +180,12 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
     picture per code: different noise, different arrangement; along a path of codes under one noise, the arrangement
     stays and only the statistics move. Instance norms use each image's own statistics in training and sampling
     alike (no stored statistics to go stale). Fully convolutional: the noise image may be any multiple of 8 in
-    height and width, and the picture is that large. `padding`: DECODER_PADDINGS."""
+    height and width, and the picture is that large. Its convolutions pad with zeros ("same"); mirroring the maps
+    instead, so that no layer knows where the border is, measured no better (docs/results-continuum.md)."""
     import keras
     from keras import layers
 
-    from stylizer_net import ModulatedInstanceNorm, ReflectionPad
+    from stylizer_net import ModulatedInstanceNorm
 
     if noise_channels < 1:
         raise ValueError("the texture decoder draws its layout from noise: give it --noise-channels >= 1")
@@ -149,9 +201,7 @@ def build_texture_decoder(size: int, latent_dim: int, width: int, noise_channels
         return layers.LeakyReLU(0.2)(ModulatedInstanceNorm(name=f"{name}_in")([x, scale, shift]))
 
     def conv3(x, ch, name):
-        if padding == "zeros":
-            return layers.Conv2D(ch, 3, padding="same", name=name)(x)
-        return layers.Conv2D(ch, 3, name=name)(ReflectionPad(1, name=f"{name}_pad")(x))
+        return layers.Conv2D(ch, 3, padding="same", name=name)(x)
 
     res = size // TEXTURE_MULTIPLE
     first, *rest = [width * k for k in TEXTURE_DECODER_CHANNELS]
@@ -181,7 +231,7 @@ class VAE:
         self.checkpoint = None  # the checkpoint path load_vae restored
         self.encoder = build_encoder(config.size, config.latent_dim, config.width)
         self.decoder = build_decoder(config.size, config.latent_dim, config.width, self.noise_channels,
-                                     config.decoder, config.decoder_padding)
+                                     config.decoder)
 
     def decoder_inputs(self, z, noise=None):
         """What the decoder takes: z alone, or [z, noise]. Without given noise a decoder that needs it gets the fixed
@@ -282,16 +332,14 @@ def path_loss(grams_mid, grams_a, grams_b, t, pixels, layers=TEXTURE_LAYERS):
     return GRAM_WEIGHTS["gram"] * style_loss(grams_mid, target, layers) * pixels
 
 
-def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS, unbiased=False):
+def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS):
     """The mean Gram of each style's decodes in the batch against that style's mean Gram over many real crops
     (`style_grams[n]`: [S, C, C]): keeps the population of samples centred on the painting, not just each decode
     near its own crop. Returns a scalar: the sum over the styles present.
 
     The square of a mean over k decodes is, in expectation, the squared error of the decodes' true mean plus
-    their own variance / k, so a large weight also pushes the decodes together. With `unbiased` the batch's two
-    halves give each style two means and the loss is the product of their errors, whose expectation is the squared
-    error alone for independent halves (styles missing from a half are left out; it needs an even batch). The
-    encoder's batch norms share one set of statistics over the whole batch, which couples the halves a little."""
+    their own variance / k, so a large weight also pushes the decodes together. An estimate without that variance
+    (the product of the errors of the batch's two halves) measured no closer (docs/results-continuum.md)."""
     import tensorflow as tf
 
     from perceptual import style_loss
@@ -304,16 +352,8 @@ def endpoint_loss(grams, labels, style_grams, pixels, layers=TEXTURE_LAYERS, unb
     def present(weights):  # [S]: 1 for the styles among the rows `weights` picks
         return tf.cast(tf.reduce_sum(weights, 0) > 0, tf.float32)
 
-    if not unbiased:
-        means = {n: style_means(one_hot, grams[n]) for n in layers}
-        return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present(one_hot) * style_loss(means, style_grams, layers)) * pixels
-    first, second = tf.split(one_hot, 2)
-    total = 0.0
-    for n in layers:
-        mean_1, mean_2 = (style_means(w, g) for w, g in zip((first, second), tf.split(grams[n], 2)))
-        target = tf.cast(style_grams[n], tf.float32)
-        total += tf.reduce_sum((mean_1 - target) * (mean_2 - target), axis=[-2, -1])
-    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present(first) * present(second) * total) * pixels
+    means = {n: style_means(one_hot, grams[n]) for n in layers}
+    return GRAM_WEIGHTS["gram"] * tf.reduce_sum(present(one_hot) * style_loss(means, style_grams, layers)) * pixels
 
 
 def diversity_loss(fake_features, real_features, pixels):

@@ -1,7 +1,7 @@
 """How far are random crops of a painting from the painting, in the Grams a stylizer is judged by? For each style
 image (resized so its shorter side is --size, as the stylizer's targets are), the relative error
 ||mean G(crops) - G(whole)|| / ||G(whole)|| per style layer, for crops of each --crop-sizes size cut with and without
-the VAE's augmentation (vae_latents.training_crops: its scale jitter, flips and 90-degree rotations).
+the VAE's augmentation (style_images.training_crops: its scale jitter, flips and 90-degree rotations).
 
     python benchmarks/crop_grams.py [--style A.jpg --style B.jpg] [--size 128] [--crop-sizes 64,128] [--crops 64]
 
@@ -28,7 +28,7 @@ def crop_errors(image: np.ndarray, crop_sizes, crops: int, vgg, layers, seed: in
     """{"SIZE CUT": {layer: relative error of the crops' mean Gram against the whole image's}}."""
     import stylizer_data as D
     from vae_keras import VAEConfig
-    from vae_latents import training_crops
+    from style_images import training_crops
 
     whole = D.compute_grams([image], vgg, layers)
     rng = np.random.default_rng(seed)

@@ -1,5 +1,5 @@
 """How much of a VAE's endpoint Gram error can be removed after training? A trained VAE's samples of each style miss
-the mean Gram of the real crops (benchmarks/sample_fidelity.py's endpoint error). This asks where that error lives,
+the mean Gram of the real crops (sample_fidelity.py's endpoint error). This asks where that error lives,
 by gradient descent on the squared error itself, through VGG16, from the trained VAE:
 
 - `means`: only each style's mean code moves (the D numbers the sampler draws around; the covariance, the decoder and
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import image_utilities as iu  # noqa: E402
-from run_dir import RunError  # noqa: E402
+from run_config import RunError  # noqa: E402
 
 LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers, sample_fidelity's GRAM_LAYERS
 WHATS = ("means", "decoder")
@@ -56,9 +56,8 @@ def target_grams(styles, vae_config, settings: Settings, vgg) -> list[dict]:
     """Per style, {layer: mean Gram [C, C]} over `settings.crops` real crops cut at the draws' size."""
     from vae_keras import mean_style_grams
 
-    cut = dataclasses.replace(vae_config, size=settings.size, texture_layers=LAYERS,
-                              seed=vae_config.seed + settings.seed)
-    grams = mean_style_grams(styles, cut, vgg, settings.crops)
+    cut = dataclasses.replace(vae_config, size=settings.size, seed=vae_config.seed + settings.seed)
+    grams = mean_style_grams(styles, cut, vgg, settings.crops, LAYERS)
     return [{n: grams[n][k] for n in LAYERS} for k in range(len(styles))]
 
 
@@ -163,7 +162,8 @@ def main(argv=None) -> int:
         return iu.fail("need --steps >= 0, an even --batch-size >= 2, --crops >= 1 and --sample-size >= 0")
     from perceptual import vgg_features
     from style_sampler import SamplerConfig, sample_size
-    from vae_keras import load_styles, load_vae
+    from style_images import load_styles
+    from vae_keras import load_vae
     from vae_latents import latent_spread, load_latents
 
     try:

@@ -8,7 +8,7 @@ pure samples' mean is moved onto the painting, and with --end-share F, twins of 
 draw a share F of their examples at strength 0 or 1). On held-out photographs it compares each
 multi-style net at strength 0 and 1 with the single-style net of that style (content + style loss against the real
 painting) and measures how monotonically the output moves from A to B (Spearman of strength vs style loss to A).
-Each VAE's samples are measured first with benchmarks/sample_fidelity.py.
+Each VAE's samples are measured first with sample_fidelity.py.
 
     python benchmarks/multistyle_experiment.py                      # the CPU configuration (over an hour here)
     python benchmarks/multistyle_experiment.py --long-steps 2000    # plus a longer single-style net vs Gatys
@@ -35,8 +35,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 import builtin_images  # noqa: E402
 import image_utilities as iu  # noqa: E402
 import sample_fidelity  # noqa: E402
+import sample_folder  # noqa: E402
 import style_sampler  # noqa: E402
 import stylizer as S  # noqa: E402
+import stylizer_run as R  # noqa: E402
 import stylizer_apply as A  # noqa: E402
 import stylizer_data as D  # noqa: E402
 import stylizer_eval as E  # noqa: E402
@@ -261,7 +263,7 @@ def main(argv=None) -> int:
     vgg = vgg_features(sorted(set(layers) | {"relu2_2"}), name="experiment_vgg")
     targets = D.style_image_grams(styles, args.size, vgg, layers)
     images = np.stack(held_out_content(args.size, args.held_out))
-    nets = {name: S.load_stylizer(out / name) for name in runs}
+    nets = {name: R.load_stylizer(out / name) for name in runs}
     config = nets["single_A"][1]  # the loss weights, which every net shares
     one = np.ones(1, np.float32)
     single = {0: losses_against(nets["single_A"][0], images, one, targets[0], config, vgg, layers)[0],
@@ -346,7 +348,7 @@ def long_configuration(args, styles, content, images, targets, vgg, layers, out:
                                 "--log-every", "100", "--snapshot-every", str(args.long_steps),
                                 "--checkpoint-every", "250"]))
     seconds = timings[name]
-    net, config, _ = S.load_stylizer(out / name)
+    net, config, _ = R.load_stylizer(out / name)
     style = iu.resize_short_side(iu.load_image(styles[0]), args.size)
     net_total, net_style, _ = losses_against(net, images, np.ones(1, np.float32), targets[0], config, vgg, layers)
     gatys = []
@@ -380,7 +382,7 @@ def write_continuum_figure(path: Path, folder: Path, net: str, mixing: str, swee
     """For one pair of styles: the VAE's sampled continuum (first pairs of the sample folder, t = 0 ... 1) over the
     sweeps of `net`, trained on those samples, and of the direct Gram-mixing net `mixing`, on the first held-out
     photo."""
-    entries = style_sampler.read_manifest(folder)
+    entries = sample_folder.read_manifest(folder)
     rows, captions = [], []
     for p in (0, 1):
         pair = sorted((e for e in entries if e["pair"] == p), key=lambda e: e["t"])

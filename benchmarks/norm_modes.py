@@ -2,7 +2,7 @@
 those in training mode (each batch's own statistics, what the losses saw)? For `--crops` real crops of each style,
 cut as training cuts them and encoded together in one mixed batch, it prints per mode (encoder, decoder) the mean
 colour of each style's reconstructions and their relative Gram error ||mean G(recon) - G_style|| / ||G_A - G_B||
-(benchmarks/sample_fidelity.py's Grams, against 128 other real crops). With --recalibrate the run's statistics are
+(sample_fidelity.py's Grams, against 128 other real crops). With --recalibrate the run's statistics are
 first recomputed in memory (vae_keras.recalibrate_norms; the run is not changed), to see what the fix gives.
 
     python benchmarks/norm_modes.py --vae runs/demo/vae [--recalibrate] [--crops 16]
@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import sample_fidelity as F  # noqa: E402
+import style_images  # noqa: E402
 import vae_keras as V  # noqa: E402
 
 
@@ -39,7 +40,7 @@ def main(argv=None) -> int:
 
     try:
         vae, config = V.load_vae(args.vae)
-        styles = V.load_styles(config.styles, config.size, config.style_size)
+        styles = style_images.load_styles(config.styles, config.size, config.style_size)
     except (F.iu.ImageError, V.RunError, ValueError) as e:
         return F.iu.fail(str(e))
     if args.recalibrate:

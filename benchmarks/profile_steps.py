@@ -120,7 +120,7 @@ def workloads():
     """(name, run, data) of the three workloads, each run doing one compiled step on a fixed batch."""
     import speed
     import vae_keras as V
-    from run_dir import make_strategy, per_replica
+    from distribute import make_strategy, per_replica
 
     yield "stylizer forward 512, float32", speed.forward_runner(512), None
 

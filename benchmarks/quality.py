@@ -10,7 +10,7 @@ content distance as LPIPS(photo, result), style loss (Gram) to the painting, and
 
 Defaults: paintings starry_night and the_scream (../shared/data/styles), la_muse and wave (styles-extra); training
 photos: the 32 of ../shared/data/content-train and content-train-more; held-out photos: ../shared/data/content,
-evaluated at --eval-side px on the longer side. Everything resumes: the nets are run folders under OUT, each Gatys
+whole, at the scale the net trained at (shorter side --size, as training resizes its photos before cropping). Everything resumes: the nets are run folders under OUT, each Gatys
 result is cached under OUT/gatys/ with its losses. Writes OUT/results.json (and, with --figure, the side-by-side
 picture of the first painting: photo, Gatys, the net at each budget); the last line printed is the JSON summary:
 per budget `lpips_vs_gatys`, `style_vs_gatys`, `total_vs_gatys` (means over photos and paintings of the ratios).
@@ -71,14 +71,14 @@ def losses(images, photo, target_grams, config, vgg, lpips) -> dict:
             {"lpips": d, "style": s, "content": c, "tv": tv, "total": total}.items()}
 
 
-def gatys_result(style_path: Path, style_image, photo_path: Path, photo, config, iters: int, out: Path):
-    """Gatys et al. for one photo, cached under OUT/gatys/ by painting, photo, size, iterations and loss weights."""
+def gatys_result(style_path: Path, style_image, photo_path: Path, photo, config, iters: int, cache: Path):
+    """Gatys et al. for one photo, cached in `cache` by painting, photo, size, iterations and loss weights."""
     from stylizer_eval import optimize_image
 
     key = json.dumps([photo.shape, iters, config.content_weight, config.style_weight, config.tv_weight,
                       config.content_layer, config.size])
     tag = hashlib.sha256(key.encode()).hexdigest()[:8]
-    path = out / "gatys" / Path(style_path).stem / f"{Path(photo_path).stem}_{tag}.png"
+    path = cache / Path(style_path).stem / f"{Path(photo_path).stem}_{tag}.png"
     if not path.exists():
         t0 = time.perf_counter()
         image, _ = optimize_image(photo, [style_image], [1.0], iters, config.content_weight, config.style_weight,
@@ -92,7 +92,7 @@ def gatys_result(style_path: Path, style_image, photo_path: Path, photo, config,
 def evaluate_painting(style_path: Path, runs: dict, photos: dict, iters: int, out: Path, lpips, cache: dict) -> dict:
     """Ratios net / Gatys per photo for each budget's run of one painting."""
     from perceptual import vgg_features
-    from stylizer import load_stylizer
+    from stylizer_run import load_stylizer
     from stylizer_apply import stylize_array
     from stylizer_data import STYLE_LAYERS, style_image_grams
 
@@ -150,10 +150,13 @@ def main(argv=None) -> int:
     ap.add_argument("--held-out", type=Path, default=SHARED / "content", help="held-out photos")
     ap.add_argument("--budgets", default="300,1200", help="comma-separated training steps, one net each")
     ap.add_argument("--size", type=int, default=128, help="training crop size")
-    ap.add_argument("--eval-side", type=int, default=256, help="longer side of the held-out photos")
+    ap.add_argument("--eval-side", type=int, default=0,
+                    help="shorter side of the held-out photos; 0: the training --size (the scale the net learnt)")
     ap.add_argument("--gatys-iters", type=int, default=300, help="Gatys iterations per photo")
     ap.add_argument("--train-args", default="", help="more stylizer.py train flags (quoted), e.g. a recipe")
-    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "quality", help="runs, Gatys cache and results")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "quality", help="runs and results")
+    ap.add_argument("--gatys-cache", type=Path, help="where Gatys results are kept (default: OUT/gatys); share it "
+                                                     "between experiments with the same loss weights")
     ap.add_argument("--figure", type=Path, help="write the side-by-side picture of the first painting here")
     args = ap.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
@@ -183,16 +186,17 @@ def main(argv=None) -> int:
             timings.setdefault(run.name, time.perf_counter() - t0)
             iu.atomic_write_json(timings_path, timings)
             runs[style][b] = run
-    photos = {f.stem: (f, iu.resize_max_side(iu.load_image(f), args.eval_side)) for f in iu.list_images(args.held_out)}
+    side = args.eval_side or args.size
+    photos = {f.stem: (f, iu.resize_short_side(iu.load_image(f), side)) for f in iu.list_images(args.held_out)}
     lpips, cache, per_painting = LPIPS(), {}, {}
     for style in styles:
-        per_painting[Path(style).stem] = evaluate_painting(style, runs[style], photos, args.gatys_iters, args.out,
-                                                           lpips, cache)
+        per_painting[Path(style).stem] = evaluate_painting(style, runs[style], photos, args.gatys_iters,
+                                                           args.gatys_cache or args.out / "gatys", lpips, cache)
     if args.figure:
         write_figure(args.figure, per_painting[Path(styles[0]).stem]["pictures"], budgets)
         print(f"wrote {args.figure}")
     summary = summarize(per_painting, budgets)
-    results = {"summary": summary, "budgets": budgets, "size": args.size, "eval_side": args.eval_side,
+    results = {"summary": summary, "budgets": budgets, "size": args.size, "eval_side": side,
                "gatys_iters": args.gatys_iters, "train_args": args.train_args,
                "train_seconds": {r.name: timings.get(r.name) for rs in runs.values() for r in rs.values()},
                "per_painting": {k: v["per_photo"] for k, v in per_painting.items()}}

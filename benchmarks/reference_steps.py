@@ -31,7 +31,7 @@ def vae_step(vae, optimizer, config, strategy, vgg=None, style_grams=None):
     import tensorflow as tf
 
     from perceptual import content_loss, style_loss
-    from run_dir import distributed_step
+    from distribute import distributed_step
     from vae_model import (GRAM_WEIGHTS, PERCEPTUAL_LAYERS, PERCEPTUAL_PIXEL_WEIGHT, TEXTURE_LAYERS,
                            DIVERSITY_LAYERS, endpoint_loss, kl_divergence, path_loss, reconstruction_loss)
 

@@ -37,6 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import image_utilities as iu  # noqa: E402
 import stylizer as S  # noqa: E402
+import stylizer_run as R  # noqa: E402
 from vae_cost import CONTINUUM  # noqa: E402
 
 
@@ -137,7 +138,7 @@ def forward_runner(size: int, precision: str = "float32", xla: bool = False):
     size x size image."""
     import tensorflow as tf
 
-    from run_dir import dtype_policy
+    from distribute import dtype_policy
     from stylizer_net import build_stylizer
 
     with dtype_policy(precision):
@@ -173,12 +174,12 @@ def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int,
     import tensorflow as tf
 
     from perceptual import vgg_features
-    from run_dir import dtype_policy, make_strategy
+    from distribute import dtype_policy, make_strategy
     from stylizer_data import STYLE_LAYERS
     from stylizer_net import build_stylizer
 
     layers = list(STYLE_LAYERS)
-    config = S.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch, precision=precision)
+    config = R.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch, precision=precision)
     with dtype_policy(precision):
         vgg = vgg_features(layers, name="bench_vgg")
         content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")

@@ -1,14 +1,13 @@
-"""What do the continuum terms cost per VAE training step? Times the compiled step of today's `--recon gram` VAE, of
-the continuum VAE (noise, path, endpoint and diversity terms), of the same with relu4_3 among its texture layers
-(`--texture-layers relu1_2,relu2_2,relu3_3,relu4_3`) and of both with the texture decoder (`--decoder texture`;
-with relu4_3 it has make demo's VAE's layers and step cost) in one process, in alternating blocks so that all see the same
-machine load, and prints the ratios (issue 12's target: <= 1.3x).
+"""What do the continuum terms cost per VAE training step? Times the compiled step of a `recon gram` VAE with the
+seed decoder and no continuum terms, of the same with the continuum terms (noise, path, endpoint and diversity), and
+of the recommended route (those terms with the texture decoder: the defaults, make demo's VAE) in one process, in
+alternating blocks so that all see the same machine load, and prints the ratios (target: the route <= 1.3x the
+gram VAE).
 
     python benchmarks/vae_cost.py [--size 64] [--batch-size 16] [--latent-dim 32] [--blocks 6] [--steps 5]
                                   [--precision float32|mixed_bfloat16]
 
-The last line is JSON: seconds per step of each and `NAME_vs_gram` for each of `continuum`, `continuum_relu4_3`,
-`continuum_texture` and `continuum_texture_relu4_3`.
+The last line is JSON: seconds per step of each and `NAME_vs_gram` for `continuum` and `continuum_texture`.
 """
 import argparse
 import json
@@ -23,7 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import builtin_images  # noqa: E402
+import style_images  # noqa: E402
 import vae_keras as V  # noqa: E402
+import vae_model as M  # noqa: E402
 
 CONTINUUM = {"noise_channels": 4, "path_weight": 1.0, "endpoint_weight": 1.0, "diversity_weight": 10.0}
 
@@ -35,7 +36,7 @@ def build(config: V.VAEConfig, styles, make_step=V.make_train_step):
     import tensorflow as tf
 
     from perceptual import vgg_features
-    from run_dir import dtype_policy, make_strategy, per_replica
+    from distribute import dtype_policy, make_strategy, per_replica
 
     strategy = make_strategy("default")
     with dtype_policy(config.precision):
@@ -63,7 +64,7 @@ def builtin_config(**fields) -> tuple:
     with tempfile.TemporaryDirectory() as tmp:
         paths = builtin_images.write_defaults(Path(tmp), 256)["styles"]
         config = V.VAEConfig(styles=tuple(map(str, paths)), **fields)
-        return config, V.load_styles(config.styles, config.size, config.style_size)
+        return config, style_images.load_styles(config.styles, config.size, config.style_size)
 
 
 def seconds_per_step(variants: dict, blocks: int, steps: int) -> dict:
@@ -92,14 +93,13 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=V.VAE_PRECISIONS, default="float32", help="the VAEs' --precision")
     args = ap.parse_args(argv)
     base, styles = builtin_config(size=args.size, latent_dim=args.latent_dim, batch_size=args.batch_size,
-                                  recon="gram", style_size=128, precision=args.precision)
+                                  recon="gram", style_size=128, precision=args.precision, decoder="seed",
+                                  feature_weight=M.GRAM_WEIGHTS["feature"], noise_channels=0, path_weight=0.0,
+                                  endpoint_weight=0.0, diversity_weight=0.0)
     continuum = V.VAEConfig(**{**base.__dict__, **CONTINUUM})
-    deep = V.VAEConfig(**{**continuum.__dict__, "texture_layers": ("relu1_2", "relu2_2", "relu3_3", "relu4_3")})
-    texture = V.VAEConfig(**{**continuum.__dict__, "decoder": "texture"})
-    texture_deep = V.VAEConfig(**{**deep.__dict__, "decoder": "texture"})  # make demo's VAE's networks and terms
+    texture = V.VAEConfig(**{**continuum.__dict__, "decoder": "texture", "feature_weight": 0.0})  # the route
     variants = {"gram": build(base, styles), "continuum": build(continuum, styles),
-                "continuum_relu4_3": build(deep, styles), "continuum_texture": build(texture, styles),
-                "continuum_texture_relu4_3": build(texture_deep, styles)}
+                "continuum_texture": build(texture, styles)}
     per_step = seconds_per_step(variants, args.blocks, args.steps)
     ratios = {name: per_step[name] / per_step["gram"] for name in variants if name != "gram"}
     print(f"{args.precision}, median of {args.blocks} alternating blocks of {args.steps} steps: gram VAE step "

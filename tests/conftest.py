@@ -69,11 +69,11 @@ def styled_net(conditioning: str, num_styles: int = 2, seed: int = 0):
 def save_as_run(net, conditioning: str, run_dir, num_styles: int = 2):
     """A stylizer run folder holding `net`, as training would write it (config, styles.json, one checkpoint)."""
     import image_utilities as iu
-    import stylizer as S
+    import stylizer_run as R
     from run_dir import Run
 
     names = [f"style_{k}" for k in range(num_styles)]
-    run = Run(run_dir, S.StylizerConfig(style_images=tuple(f"{n}.png" for n in names), conditioning=conditioning,
+    run = Run(run_dir, R.StylizerConfig(style_images=tuple(f"{n}.png" for n in names), conditioning=conditioning,
                                         steps=1))
     run.checkpoint(net=net)
     run.save(1)

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import builtin_images
 import stylizer as S
+import stylizer_run as R
 import vae_keras as V
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,8 +46,8 @@ def styles(tmp_path_factory):
 
 
 def vae_args(run, styles, *extra):
-    args = ["train", "--run-dir", str(run), "--size", "64", "--latent-dim", "16", "--width", "8", "--steps", "3",
-            "--batch-size", "4", "--seed", "1", "--encode-crops", "4", "--log-every", "1"]
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=16", "--set", "width=8", "--steps", "3",
+            "--batch-size", "4", "--seed", "1", "--set", "encode_crops=4", "--log-every", "1"]
     for s in styles:
         args += ["--style", s]
     return args + list(extra)
@@ -55,7 +56,7 @@ def vae_args(run, styles, *extra):
 def test_vae_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
     paths, _ = styles
     run_script("vae_keras.py", vae_args(tmp_path / "one", paths, "--strategy", "default"))
-    run_script("vae_keras.py", vae_args(tmp_path / "two", paths, "--strategy", "mirrored", "--logical-cpus", "2"))
+    run_script("vae_keras.py", vae_args(tmp_path / "two", paths, "--strategy", "mirrored", "--set", "logical_cpus=2"))
     np.testing.assert_allclose(losses(tmp_path / "one"), losses(tmp_path / "two"), rtol=1e-4)
     a, b = V.load_vae(tmp_path / "one")[0], V.load_vae(tmp_path / "two")[0]
     models = [(a.encoder, b.encoder), (a.decoder, b.decoder)]
@@ -71,26 +72,26 @@ def test_vae_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
 
 def test_stylizer_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
     paths, content = styles
-    base = ["train", "--style", paths[0], "--style", paths[1], "--content", str(content), "--size", "32",
+    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--style", paths[1], "--content", str(content), "--size", "32",
             "--steps", "3", "--batch-size", "4", "--seed", "1", "--log-every", "1"]
-    run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "one"), "--strategy", "default"])
-    run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "two"), "--strategy", "mirrored",
-                               "--logical-cpus", "2"])
+    run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "one"), "--set", "strategy=default"])
+    run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "two"), "--set", "strategy=mirrored",
+                               "--set", "logical_cpus=2"])
     np.testing.assert_allclose(losses(tmp_path / "one"), losses(tmp_path / "two"), rtol=1e-3)
-    a, b = S.load_stylizer(tmp_path / "one")[0], S.load_stylizer(tmp_path / "two")[0]
+    a, b = R.load_stylizer(tmp_path / "one")[0], R.load_stylizer(tmp_path / "two")[0]
     assert_close_weights(a.get_weights(), b.get_weights(), lr=1e-3, steps=3)
 
 
 def test_batch_must_divide_across_replicas(styles, tmp_path):
     paths, _ = styles
     proc = subprocess.run([sys.executable, str(ROOT / "vae_keras.py"),
-                           *vae_args(tmp_path / "r", paths, "--strategy", "mirrored", "--logical-cpus", "3")],
+                           *vae_args(tmp_path / "r", paths, "--strategy", "mirrored", "--set", "logical_cpus=3")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "divisible" in proc.stderr
     # The continuum terms split each replica's share in halves: 6 crops on 2 replicas give each an odd 3
     proc = subprocess.run([sys.executable, str(ROOT / "vae_keras.py"),
-                           *vae_args(tmp_path / "h", paths, "--strategy", "mirrored", "--logical-cpus", "2",
-                                     "--batch-size", "6", "--recon", "gram", "--path-weight", "1")],
+                           *vae_args(tmp_path / "h", paths, "--strategy", "mirrored", "--set", "logical_cpus=2",
+                                     "--batch-size", "6", "--set", "recon=gram", "--set", "path_weight=1")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "multiple of 4 on 2 replica(s)" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "h" / "config.json").exists()  # refused before the run folder is written
@@ -135,8 +136,8 @@ def test_multiworker_two_processes_identical_weights(styles, tmp_path):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
     paths, content = styles
-    base = ["train", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
-            "--batch-size", "2", "--seed", "3", "--log-every", "1", "--strategy", "default"]
+    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
+            "--batch-size", "2", "--seed", "3", "--log-every", "1", "--set", "strategy=default"]
     assert S.main([*base, "--run-dir", str(tmp_path / "f32")]) == 0
     assert S.main([*base, "--run-dir", str(tmp_path / "mp"), "--precision", precision]) == 0
     assert tf.keras.mixed_precision.global_policy().name == "float32"  # training leaves no policy behind
@@ -147,5 +148,5 @@ def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
         np.testing.assert_allclose(mixed, full, rtol=0.25)
     # (mixed_float16's dynamic loss scaling skips its first updates while it finds a safe scale, by design, so its
     # trajectory lags float32 for a few steps; finiteness and the first loss are what hold there.)
-    net, _, _ = S.load_stylizer(tmp_path / "mp")  # loads for float32 inference
+    net, _, _ = R.load_stylizer(tmp_path / "mp")  # loads for float32 inference
     assert net.dtype_policy.name == "float32"

@@ -16,6 +16,7 @@ import builtin_images
 import image_utilities as iu
 import inspect_images
 import run_dir
+import sample_folder
 import style_sampler as SS
 import stylizer as S
 import vae_keras as V
@@ -32,9 +33,9 @@ def inputs(tmp_path_factory):
 
 def train_args(inputs, run, steps, *extra):
     d, written = inputs
-    return ["train", *[a for p in written["styles"] for a in ("--style", str(p))], "--content", str(d / "content"),
+    return ["train", "--recipe", "seed-original", *[a for p in written["styles"] for a in ("--style", str(p))], "--content", str(d / "content"),
             "--run-dir", str(run), "--size", "32", "--steps", str(steps), "--batch-size", "2", "--log-every", "1",
-            "--snapshot-every", "100", *extra]
+            "--set", "snapshot_every=100", *extra]
 
 
 def truncate_newest_data(run: Path) -> Path:
@@ -156,8 +157,8 @@ def test_vae_and_sampler_take_the_lock(style_files, tmp_path, capsys):
     vae.mkdir()
     holder = hold_lock(vae)
     try:
-        args = ["train", "--run-dir", str(vae), "--size", "32", "--latent-dim", "4", "--width", "4", "--steps", "2",
-                "--batch-size", "2", "--encode-crops", "2", *[a for s in style_files for a in ("--style", s)]]
+        args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4", "--set", "width=4", "--steps", "2",
+                "--batch-size", "2", "--set", "encode_crops=2", *[a for s in style_files for a in ("--style", s)]]
         assert V.main(args) == 2 and "in use by" in capsys.readouterr().err
     finally:
         holder.kill()
@@ -208,7 +209,7 @@ def fake_sample_folder(folder: Path, weights: list[list[float]]) -> Path:
     for i, w in enumerate(weights):
         iu.save_image(folder / f"s{i}.png", gradient_image(32, 32, seed=i))
         lines.append(json.dumps({"file": f"s{i}.png", "pair": i, "t": 0.0, "weights": w}))
-    (folder / SS.MANIFEST).write_text("\n".join(lines) + "\n")
+    (folder / sample_folder.MANIFEST).write_text("\n".join(lines) + "\n")
     return folder
 
 
@@ -219,20 +220,20 @@ def fake_sample_folder(folder: Path, weights: list[list[float]]) -> Path:
 def test_bad_manifest_lines_are_refused_naming_file_and_line(inputs, tmp_path, capsys, bad, message):
     folder = fake_sample_folder(tmp_path / "samples", [[1.0, 0.0], bad, [0.0, 1.0]])
     d, _ = inputs
-    assert S.main(["train", "--samples", str(folder), "--content", str(d / "content"), "--run-dir",
+    assert S.main(["train", "--recipe", "seed-original", "--samples", str(folder), "--content", str(d / "content"), "--run-dir",
                    str(tmp_path / "run"), "--size", "32", "--steps", "1", "--batch-size", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(f"error: {folder / SS.MANIFEST}:2: {message}")
+    assert len(err) == 1 and err[0].startswith(f"error: {folder / sample_folder.MANIFEST}:2: {message}")
     assert inspect_images.main([str(folder), "--json"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"{SS.MANIFEST}:2: {message}" in err[0]
+    assert len(err) == 1 and f"{sample_folder.MANIFEST}:2: {message}" in err[0]
 
 
 def test_a_torn_last_manifest_line_is_still_ignored(tmp_path):
     folder = fake_sample_folder(tmp_path / "samples", [[1.0, 0.0], [0.0, 1.0]])
-    with open(folder / SS.MANIFEST, "a") as f:
+    with open(folder / sample_folder.MANIFEST, "a") as f:
         f.write('{"file": "s2.png", "wei')  # a writer killed mid-line
-    assert [e["file"] for e in SS.read_manifest(folder)] == ["s0.png", "s1.png"]
+    assert [e["file"] for e in sample_folder.read_manifest(folder)] == ["s0.png", "s1.png"]
 
 
 # ---- 6. one-line errors, and temp files left by kills -------------------------------------------------------------
@@ -263,8 +264,8 @@ def test_all_unreadable_content_and_paths_under_a_file_are_one_line_errors(input
 
 def test_temp_files_of_killed_writers_are_reported_and_removed(style_files, tmp_path, capsys):
     vae = tmp_path / "vae"
-    args = ["train", "--run-dir", str(vae), "--size", "32", "--latent-dim", "4", "--width", "4", "--steps", "2",
-            "--batch-size", "2", "--encode-crops", "2", *[a for s in style_files for a in ("--style", s)]]
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4", "--set", "width=4", "--steps", "2",
+            "--batch-size", "2", "--set", "encode_crops=2", *[a for s in style_files for a in ("--style", s)]]
     assert V.main(args) == 0
     old = time.time() - 3600
     leftovers = [vae / "checkpoints" / "ckpt-3_temp", vae / ".metrics.jsonl.k3j2.tmp"]

@@ -9,6 +9,7 @@ import tensorflow as tf
 import builtin_images
 import image_utilities as iu
 import stylizer as S
+import stylizer_run as R
 import stylizer_apply as A
 import stylizer_eval as E
 import stylizer_net as N
@@ -22,14 +23,14 @@ def trained(tmp_path_factory):
     written = builtin_images.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
     styles = [arg for p in written["styles"] for arg in ("--style", str(p))]
     run = d / "run"
-    assert S.main(["train", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
+    assert S.main(["train", "--recipe", "seed-original", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
                    "--steps", "30", "--batch-size", "2", "--lr", "2e-3", "--log-every", "30"]) == 0
     return run, d
 
 
 def test_tiles_match_untiled(trained):
     run, _ = trained
-    net, _, _ = S.load_stylizer(run)
+    net, _, _ = R.load_stylizer(run)
     image = iu.resize(gradient_image(300, 300, seed=2), 320, 288)
     full = A.stylize_array(net, image, [0.4, 0.6])
     tiled = A.tiled_stylize(net, image, [0.4, 0.6], tile=96)
@@ -48,7 +49,7 @@ def test_tiles_match_untiled(trained):
 
 def test_norm_modes_are_scoped_to_their_block(trained):
     run, _ = trained
-    net, _, _ = S.load_stylizer(run)
+    net, _, _ = R.load_stylizer(run)
     whole, piece = gradient_image(64, 80, seed=3), gradient_image(64, 80, seed=3)[:32, :40]
     own = A.stylize_array(net, piece, [0.5, 0.5])
     with N.recording_statistics(net) as stats:
@@ -102,7 +103,7 @@ def test_video_same_frames_size_fps(trained, tmp_path):
 def test_export_savedmodel_and_tflite_match_stylize(trained, tmp_path):
     run, _ = trained
     assert S.main(["export", "--run-dir", str(run), "--out", str(tmp_path / "ex"), "--tflite"]) == 0
-    net, _, _ = S.load_stylizer(run)
+    net, _, _ = R.load_stylizer(run)
     x = np.random.default_rng(0).random((1, 100, 150, 3)).astype(np.float32)
     w = np.array([0.3, 0.7], np.float32)
     ref = A.stylize_array(net, x[0], w)
@@ -125,7 +126,7 @@ def test_optimize_lowers_style_loss(tmp_path, capsys):
     iu.save_image(tmp_path / "c.png", gradient_image(64, 64))
     iu.save_image(tmp_path / "s1.png", builtin_images.default_styles(64)["honeycomb"])
     iu.save_image(tmp_path / "s2.png", builtin_images.default_styles(64)["night_swirls"])
-    assert S.main(["optimize", "--content", str(tmp_path / "c.png"), "--style", str(tmp_path / "s1.png"),
+    assert S.main(["optimize", str(tmp_path / "c.png"), "--style", str(tmp_path / "s1.png"),
                    "--style", str(tmp_path / "s2.png"), "--weights", "0.7,0.3", "--iters", "20", "--max-side", "64",
                    "--out", str(tmp_path / "o.png")]) == 0
     line = [l for l in capsys.readouterr().out.splitlines() if l.startswith("wrote")][0]

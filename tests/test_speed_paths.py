@@ -9,11 +9,14 @@ import pytest
 import tensorflow as tf
 
 import stylizer as S
+import stylizer_run
+import style_images
 import vae_keras as V
 from perceptual import gram_matrix, vgg_features
-from run_dir import dtype_policy, make_strategy, per_replica
+from distribute import dtype_policy, make_strategy, per_replica
 from stylizer_data import STYLE_LAYERS
 from stylizer_net import build_stylizer
+import vae_model as M
 from vae_model import VAE
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
@@ -23,14 +26,19 @@ CONTINUUM = dict(noise_channels=2, path_weight=1.0, endpoint_weight=1.0, diversi
 
 
 def vae_config(**extra):
-    return V.VAEConfig(styles=("builtin:night_swirls", "builtin:honeycomb"), size=32, latent_dim=8, width=8,
-                       batch_size=6, recon="gram", beta=0.1, **extra)
+    """A tiny gram VAE with the seed decoder and its layout term, the configuration the reference step was written
+    for (no continuum terms unless `extra` names them)."""
+    settings = dict(styles=("builtin:night_swirls", "builtin:honeycomb"), size=32, latent_dim=8, width=8,
+                    batch_size=6, recon="gram", beta=0.1, decoder="seed", feature_weight=M.GRAM_WEIGHTS["feature"],
+                    precision="float32", lr_schedule="constant", noise_channels=0, path_weight=0.0,
+                    endpoint_weight=0.0, diversity_weight=0.0)
+    return V.VAEConfig(**{**settings, **extra})
 
 
 def first_vae_losses(make_step, config, precision="float32"):
     """The losses of one step from the same initial weights and the same batch (that of step 1)."""
     strategy = make_strategy("default")
-    styles = V.load_styles(config.styles, config.size, 64)
+    styles = style_images.load_styles(config.styles, config.size, 64)
     keras.utils.set_random_seed(0)
     with dtype_policy(precision):
         vae = VAE(config)
@@ -68,10 +76,10 @@ def test_vae_bfloat16_step_is_close_to_float32():
 
 def test_vae_trains_in_bfloat16_and_samples_in_float32(style_files, tmp_path):
     run = tmp_path / "bf16"
-    args = ["train", "--run-dir", str(run), "--style", style_files[0], "--style", style_files[1], "--size", "32",
-            "--latent-dim", "8", "--width", "8", "--steps", "3", "--batch-size", "4", "--recon", "gram",
-            "--encode-crops", "4", "--log-every", "1", "--precision", "mixed_bfloat16", *sum(
-                ([f"--{k.replace('_', '-')}", str(v)] for k, v in CONTINUUM.items()), [])]
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--style", style_files[0], "--style", style_files[1], "--size", "32",
+            "--set", "latent_dim=8", "--set", "width=8", "--steps", "3", "--batch-size", "4", "--set", "recon=gram",
+            "--set", "encode_crops=4", "--log-every", "1", "--precision", "mixed_bfloat16", *sum(
+                (["--set", f"{k}={v}"] for k, v in CONTINUUM.items()), [])]
     assert V.main(args) == 0
     vae, config = V.load_vae(run)
     assert config.precision == "mixed_bfloat16" and vae.decoder.dtype_policy.name == "float32"
@@ -83,7 +91,7 @@ def test_vae_trains_in_bfloat16_and_samples_in_float32(style_files, tmp_path):
 
 def test_stylizer_step_computes_the_reference_losses():
     layers = list(STYLE_LAYERS)
-    config = S.StylizerConfig(conditioning="channels", size=64, batch_size=2)
+    config = stylizer_run.StylizerConfig(conditioning="channels", size=64, batch_size=2, precision="float32")
     vgg = vgg_features(sorted(set(layers) | {config.content_layer}), name="step_vgg")
     content_vgg = vgg_features([config.content_layer], name="step_content_vgg")
     rng = np.random.default_rng(0)
@@ -185,7 +193,7 @@ def test_bfloat16_norms_without_casts_give_the_cast_path():
     from conftest import gradient_image, styled_net
 
     import stylizer_net as N
-    from run_dir import dtype_policy
+    from distribute import dtype_policy
 
     reference = styled_net("cin")
     images = tf.constant(np.stack([gradient_image(64, 64, seed=1), gradient_image(64, 64, seed=2)]))

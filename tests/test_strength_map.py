@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import image_utilities as iu
 import stylizer as S
+import stylizer_run as R
 import stylizer_apply as A
 import stylizer_net as N
 from conftest import gradient_image, save_as_run, styled_net
@@ -87,7 +88,7 @@ def test_stylize_cli_with_maps_and_bad_maps(tmp_path, capsys):
     assert S.main(["stylize", "--run-dir", str(run), str(photo), "--strength-map", str(tmp_path / "map.png"),
                    "--out", str(tmp_path / "o")]) == 0
     got = iu.load_image(tmp_path / "o" / "p.png")
-    expected = A.stylize_map(S.load_stylizer(run)[0], iu.load_image(photo), half_map(64, 96))
+    expected = A.stylize_map(R.load_stylizer(run)[0], iu.load_image(photo), half_map(64, 96))
     assert np.abs(got - expected).mean() < 2 / 255
     iu.save_image(tmp_path / "small.png", np.repeat(m[::4, ::4, None], 3, -1))  # resized to each input
     assert S.main(["stylize", "--run-dir", str(run), str(photo), "--strength-map", str(tmp_path / "small.png"),

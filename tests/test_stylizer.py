@@ -11,11 +11,19 @@ import builtin_images
 import image_utilities as iu
 import style_sampler as SS
 import stylizer as S
+import stylizer_run as R
 import stylizer_apply as A
 import stylizer_data as D
 import stylizer_net as N
 import vae_keras as V
 from conftest import gradient_image, snapshot_image_steps
+
+
+def original_config(**settings):
+    """A StylizerConfig with the original design's data settings (each sample's own target, no anchoring, no share
+    at the ends, style planes), which these tests of the mechanics were written for; `settings` override them."""
+    return R.StylizerConfig(**{"style_targets": "each", "anchor_ends": False, "end_share": 0.0,
+                               "conditioning": "channels", "precision": "float32", **settings})
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +42,8 @@ def samples(tmp_path_factory):
     """A 4-step 64 px VAE and a 3x5 sample folder from it."""
     d = tmp_path_factory.mktemp("pipeline")
     args = [arg for p in builtin_images.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
-    assert V.main(["train", "--run-dir", str(d / "vae"), "--size", "64", "--latent-dim", "16", "--width", "8",
-                   "--steps", "4", "--batch-size", "2", "--encode-crops", "4", *args]) == 0
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(d / "vae"), "--size", "64", "--set", "latent_dim=16", "--set", "width=8",
+                   "--steps", "4", "--batch-size", "2", "--set", "encode_crops=4", *args]) == 0
     assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--points", "5"]) == 0
     return d / "samples"
 
@@ -93,10 +101,10 @@ def test_flat_colour_styles_move_output_colour(tmp_path, content_dir, mode):
     iu.save_image(red, np.full((48, 48, 3), [0.9, 0.15, 0.1], np.float32))
     iu.save_image(blue, np.full((48, 48, 3), [0.1, 0.2, 0.9], np.float32))
     run = tmp_path / "run"
-    assert S.main(["train", "--style", str(red), "--style", str(blue), "--content", str(content_dir),
+    assert S.main(["train", "--recipe", "seed-original", "--style", str(red), "--style", str(blue), "--content", str(content_dir),
                    "--run-dir", str(run), "--size", "32", "--steps", "150", "--batch-size", "2", "--lr", "2e-3",
-                   "--conditioning", mode, "--log-every", "50", "--snapshot-every", "1000"]) == 0
-    net, _, names = S.load_stylizer(run)
+                   "--set", f"conditioning={mode}", "--log-every", "50", "--set", "snapshot_every=1000"]) == 0
+    net, _, names = R.load_stylizer(run)
     assert names == ["red", "blue"]
     photo = iu.center_crop(gradient_image(40, 40, seed=5), 32)
     at_a, mid, at_b = (A.stylize_array(net, photo, w).reshape(-1, 3).mean(0) for w in ([1, 0], [.5, .5], [0, 1]))
@@ -148,8 +156,8 @@ def test_mean_style_targets_average_the_samples_of_each_strength(samples):
     from perceptual import vgg_features
     layers = ["relu1_2", "relu2_2"]
     vgg = vgg_features(layers)
-    each = D.StyleTargets(S.StylizerConfig(samples=str(samples)), vgg, layers)
-    mean = D.StyleTargets(S.StylizerConfig(samples=str(samples), style_targets="mean"), vgg, layers)
+    each = D.StyleTargets(original_config(samples=str(samples)), vgg, layers)
+    mean = D.StyleTargets(original_config(samples=str(samples), style_targets="mean"), vgg, layers)
     for i, w in enumerate(each.weights):
         same = np.flatnonzero(np.all(each.weights == w, axis=1))
         assert len(same) == 3  # 3 pairs at each of 5 points
@@ -161,7 +169,7 @@ def test_mean_style_targets_average_the_samples_of_each_strength(samples):
         i = np.flatnonzero(np.all(mean.weights == w[k], axis=1))[0]
         np.testing.assert_array_equal(grams["relu1_2"][k], mean.grams["relu1_2"][i])
     style = str(samples.parent / "styles" / "night_swirls.png")
-    config = S.StylizerConfig(style_images=(style,), size=96, style_crop_size=32)
+    config = original_config(style_images=(style,), size=96, style_crop_size=32)
     crops = D.StyleTargets(config, vgg, layers)
     crops_mean = D.StyleTargets(dataclasses.replace(config, style_targets="mean"), vgg, layers)
     assert crops_mean.image_grams[0]["relu2_2"].shape == (1, 128, 128)
@@ -178,8 +186,8 @@ def test_end_share_draws_that_share_at_a_pure_style_and_leaves_the_rest_as_befor
     vgg = vgg_features(layers)
     styles = tuple(str(samples.parent / "styles" / f"{n}.png") for n in ("night_swirls", "honeycomb"))
     for source in ({"samples": str(samples)}, {"style_images": styles, "size": 64}):
-        plain = D.StyleTargets(S.StylizerConfig(**source), vgg, layers)
-        ends = D.StyleTargets(S.StylizerConfig(**source, end_share=0.5), vgg, layers)
+        plain = D.StyleTargets(original_config(**source), vgg, layers)
+        ends = D.StyleTargets(original_config(**source, end_share=0.5), vgg, layers)
         w0, g0 = plain.batch(np.random.default_rng(3), 2000)
         w1, g1 = ends.batch(np.random.default_rng(3), 2000)
         pure0, pure1 = w0.max(1) > 1 - 1e-6, w1.max(1) > 1 - 1e-6
@@ -212,7 +220,7 @@ def test_anchored_targets_put_the_pure_samples_on_the_paintings_and_keep_the_res
     styles = [str(samples.parent / "styles" / f"{n}.png") for n in ("night_swirls", "honeycomb")]
     paintings = D.style_image_grams(styles, 64, vgg, layers)
     for targets in ("each", "mean"):
-        config = S.StylizerConfig(samples=str(samples), size=64, style_targets=targets)
+        config = original_config(samples=str(samples), size=64, style_targets=targets)
         plain = D.StyleTargets(config, vgg, layers)
         moved = D.StyleTargets(dataclasses.replace(config, anchor_ends=True), vgg, layers)
         w = plain.weights
@@ -242,7 +250,7 @@ def test_anchoring_leaves_a_style_the_folder_never_draws_and_refuses_a_style_cou
 
 
 def train_args(samples, content, run, steps):
-    return ["train", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
+    return ["train", "--recipe", "seed-original", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
 
 
@@ -282,7 +290,7 @@ def test_resume_equivalence_and_data_order(samples, content_dir, tmp_path):
     assert S.main(train_args(samples, content_dir, one, 4)) == 0
     assert S.main(train_args(samples, content_dir, two, 2)) == 0
     assert S.main(train_args(samples, content_dir, two, 4)) == 0
-    a, b = S.load_stylizer(one)[0], S.load_stylizer(two)[0]
+    a, b = R.load_stylizer(one)[0], R.load_stylizer(two)[0]
     for wa, wb in zip(a.get_weights(), b.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
     la = [json.loads(l)["loss"] for l in (one / "metrics.jsonl").read_text().splitlines()]
@@ -323,6 +331,15 @@ def test_parse_weights_and_strength_means_weight_of_the_last_style():
     np.testing.assert_allclose(A.parse_weights(3, weights="0.2,0.3,0.5"), [0.2, 0.3, 0.5])
     with pytest.raises(ValueError, match="3 values"):
         A.parse_weights(3, weights="0.5,0.5")
+    names = ["starry", "scream", "wave", "muse"]
+    np.testing.assert_allclose(A.parse_weights(names, weights="wave=0.25,starry=0.75"), [0.75, 0, 0.25, 0])
+    np.testing.assert_allclose(A.parse_weights(names, style="muse"), [0, 0, 0, 1])
+    with pytest.raises(ValueError, match=r"no style 'sky' in this net \(it has starry, scream, wave, muse\)"):
+        A.parse_weights(names, weights="sky=1")
+    with pytest.raises(ValueError, match="--style sky: no such style"):
+        A.parse_weights(names, style="sky")
+    with pytest.raises(ValueError, match="sum to 1"):
+        A.parse_weights(names, weights="wave=0.5")
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         A.parse_weights(2, 1.5)
     np.testing.assert_allclose(A.parse_weights(1, 0.3), [1.0])
@@ -333,24 +350,18 @@ def test_parse_weights_and_strength_means_weight_of_the_last_style():
 
 
 def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
-    assert S.main(["train", "--run-dir", str(tmp_path / "r"), "--content", str(tmp_path)]) == 2
+    assert S.main(["train", "--recipe", "seed-original", "--run-dir", str(tmp_path / "r"), "--content", str(tmp_path)]) == 2
     assert "--samples DIR or --style IMG" in capsys.readouterr().err
     assert S.main(train_args(samples, tmp_path / "nocontent", tmp_path / "r2", 2)) == 2
     assert "nocontent" in capsys.readouterr().err
     assert S.main(train_args(tmp_path, tmp_path, tmp_path / "r3", 2)) == 2
     assert "manifest" in capsys.readouterr().err
-    style = str(samples.parent / "styles" / "night_swirls.png")  # mean of what? one whole image has one Gram
-    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r4"),
-                   "--style-targets", "mean"]) == 2
-    assert "--style-crop-size" in capsys.readouterr().err and not (tmp_path / "r4").exists()
-    assert S.main([*train_args(samples, tmp_path, tmp_path / "r5", 2), "--end-share", "1.5"]) == 2
-    assert "--end-share 1.5" in capsys.readouterr().err and not (tmp_path / "r5").exists()
-    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r7"),
-                   "--end-share", "0.5"]) == 2
-    assert "--end-share" in capsys.readouterr().err and not (tmp_path / "r7").exists()
-    assert S.main(["train", "--style", style, "--content", str(tmp_path), "--run-dir", str(tmp_path / "r6"),
-                   "--anchor-ends"]) == 2
-    assert "--samples" in capsys.readouterr().err and not (tmp_path / "r6").exists()
+    assert S.main(["train", "--samples", str(samples), "--run-dir", str(tmp_path / "r8")]) == 2
+    assert "give --content" in capsys.readouterr().err and not (tmp_path / "r8").exists()
+    assert S.main([*train_args(samples, tmp_path, tmp_path / "r5", 2), "--set", "end_share=1.5"]) == 2
+    assert "end_share is 1.5" in capsys.readouterr().err and not (tmp_path / "r5").exists()
+    assert S.main([*train_args(samples, tmp_path, tmp_path / "r7", 2), "--set", "conditioning=bogus"]) == 2
+    assert "conditioning is 'bogus'" in capsys.readouterr().err and not (tmp_path / "r7").exists()
 
 
 def test_broken_run_folder_is_a_one_line_error(samples, content_dir, tmp_path, capsys):

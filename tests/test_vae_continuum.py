@@ -1,5 +1,5 @@
 """The VAE's continuum terms (issue 12): path supervision, endpoint Grams, the diversity hinge, decoder noise, and
-the sample measures of benchmarks/sample_fidelity.py."""
+the sample measures of sample_fidelity.py."""
 import importlib.util
 import json
 import sys
@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 import image_utilities as iu
+import style_images
+import sample_fidelity
+import sample_folder
 import style_sampler
 import vae_keras as V
 import vae_latents
@@ -46,39 +49,6 @@ def test_endpoint_loss_compares_each_present_style_mean_with_numpy(rng):
         for n in M.TEXTURE_LAYERS:
             want += ((grams[n][members].mean(0) - style[n][k]) ** 2).sum()
     assert got == pytest.approx(M.GRAM_WEIGHTS["gram"] * want * PIXELS, rel=1e-4)
-
-
-def test_unbiased_endpoint_loss_is_the_product_of_the_halves_errors(rng):
-    """--endpoint-unbiased: per style, the error of the first half's mean times that of the second half's (numpy),
-    a style missing from a half left out."""
-    grams = random_grams(rng, 6)
-    style = random_grams(rng, 3)
-    labels = np.array([0, 1, 0, 0, 2, 2], np.int32)  # halves [0, 1, 0] and [0, 2, 2]: only style 0 is in both
-    got = M.endpoint_loss(grams, labels, style, PIXELS, unbiased=True).numpy()
-    want = sum(((grams[n][[0, 2]].mean(0) - style[n][0]) * (grams[n][3] - style[n][0])).sum()
-               for n in M.TEXTURE_LAYERS)
-    assert got == pytest.approx(M.GRAM_WEIGHTS["gram"] * want * PIXELS, rel=1e-4)
-
-
-def test_unbiased_endpoint_loss_leaves_out_the_decodes_own_variance():
-    """Over many batches of decodes scattered around a biased mean, the plain endpoint loss averages the squared
-    bias plus the variance of the mean of the batch's 8 decodes; the unbiased one (4 and 4) the squared bias
-    alone."""
-    rng = np.random.default_rng(7)
-    channels, sigma, bias = 3, 0.3, 0.05
-    target = {n: np.zeros((1, channels, channels), np.float32) for n in M.TEXTURE_LAYERS}
-    labels = np.zeros(8, np.int32)  # one style: 4 decodes in each half, 8 in the batch
-    plain, unbiased = [], []
-    for _ in range(300):
-        grams = {n: (bias + sigma * rng.standard_normal((8, channels, channels))).astype(np.float32)
-                 for n in M.TEXTURE_LAYERS}
-        plain.append(M.endpoint_loss(grams, labels, target, 1.0).numpy())
-        unbiased.append(M.endpoint_loss(grams, labels, target, 1.0, unbiased=True).numpy())
-    entries = len(M.TEXTURE_LAYERS) * channels * channels
-    squared_bias = M.GRAM_WEIGHTS["gram"] * entries * bias ** 2
-    assert np.mean(unbiased) == pytest.approx(squared_bias, rel=0.35)
-    assert np.mean(plain) == pytest.approx(squared_bias + M.GRAM_WEIGHTS["gram"] * entries * sigma ** 2 / 8,
-                                           rel=0.15)
 
 
 def test_diversity_hinge_pushes_only_collapsed_pairs(rng):
@@ -142,51 +112,20 @@ def test_texture_decoder_takes_its_layout_from_the_noise_and_its_statistics_from
         M.build_decoder(64, 8, width=4, noise_channels=0, kind="texture")
 
 
-def test_reflect_padding_leaves_the_texture_decoder_no_sense_of_its_border():
-    """--decoder-padding reflect: every weight random, a noise-free decode is one colour to the corners (with zero
-    padding the border shows, test above) at the trained size and at another; noise still draws a layout. Only the
-    texture decoder takes it."""
-    dec = M.build_decoder(64, 8, width=4, noise_channels=2, kind="texture", padding="reflect")
-    rng = np.random.default_rng(1)
-    randomize_weights(dec, rng)
-    z = rng.normal(size=(1, 8)).astype(np.float32)
-    for size in (64, 128):
-        noise = M.decoder_noise(rng, 1, size, 2)
-        flat = dec([z, np.zeros_like(noise)]).numpy()[0]
-        assert np.abs(flat - flat[size // 2, size // 2]).max() < 1e-4
-        assert np.abs(dec([z, noise]).numpy()[0] - flat).mean() > 1e-2
-    with pytest.raises(ValueError, match="texture decoder"):
-        M.build_decoder(64, 8, width=4, noise_channels=2, kind="seed", padding="reflect")
-
-
 @pytest.fixture(scope="module")
 def continuum_run(tmp_path_factory, style_files):
     d = tmp_path_factory.mktemp("continuum")
     paths = style_files
 
     def args(run, steps):
-        out = ["train", "--run-dir", str(run), "--size", "64", "--latent-dim", "8", "--width", "8", "--steps",
-               str(steps), "--batch-size", "4", "--seed", "3", "--encode-crops", "8", "--log-every", "1",
-               "--recon", "gram", "--noise-channels", "2", "--path-weight", "1", "--endpoint-weight", "1",
-               "--diversity-weight", "1"]
+        out = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=8", "--set", "width=8", "--steps",
+               str(steps), "--batch-size", "4", "--seed", "3", "--set", "encode_crops=8", "--log-every", "1",
+               "--set", "recon=gram", "--set", "noise_channels=2", "--set", "path_weight=1", "--set", "endpoint_weight=1",
+               "--set", "diversity_weight=1"]
         for p in paths:
             out += ["--style", p]
         return out
     return d, args
-
-
-def test_unbiased_endpoint_trains_and_is_refused_without_halves(continuum_run, capsys):
-    d, args = continuum_run
-    run = d / "unbiased"
-    assert V.main(args(run, 2) + ["--endpoint-unbiased"]) == 0
-    assert json.loads((run / "config.json").read_text())["endpoint_unbiased"] is True
-    assert np.isfinite(json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])["endpoint"])
-    capsys.readouterr()
-    assert V.main(args(run, 3)) == 2  # the same folder without the option is another run
-    for extra in (["--endpoint-weight", "0"], ["--batch-size", "3", "--path-weight", "0", "--diversity-weight", "0"]):
-        capsys.readouterr()
-        assert V.main(args(d / "refused", 2) + ["--endpoint-unbiased", *extra]) == 2
-        assert "--endpoint-unbiased" in capsys.readouterr().err and not (d / "refused").exists()
 
 
 def test_continuum_training_logs_its_terms_and_resumes_exactly(continuum_run):
@@ -220,7 +159,7 @@ def test_sampler_gives_each_pair_its_own_noise_and_stays_byte_identical(continuu
     assert np.abs(firsts[0] - firsts[1]).mean() > 1e-4
 
 
-def load_benchmark(name="sample_fidelity"):
+def load_benchmark(name):
     spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses look their module up by name
@@ -229,7 +168,7 @@ def load_benchmark(name="sample_fidelity"):
 
 
 def test_frechet_distance_matches_the_gaussian_closed_form():
-    fid = load_benchmark()
+    fid = sample_fidelity
     rng = np.random.default_rng(0)
     x = rng.normal(0.0, 1.0, (20000, 2))
     y = rng.normal([1.0, 0.0], [2.0, 1.0], (20000, 2))
@@ -241,17 +180,17 @@ def test_frechet_distance_matches_the_gaussian_closed_form():
 def test_sample_measures_are_cached_per_manifest_and_arguments(tmp_path, monkeypatch):
     """measure_cached measures a folder once per (manifest, styles, crops, pair cap): an unchanged call reads the
     stored report back; a changed manifest, other arguments or a damaged file measure again."""
-    fid = load_benchmark()
+    fid = sample_fidelity
     calls = []
     monkeypatch.setattr(fid, "measure", lambda folder, styles, crops, pairs: calls.append(crops) or {"crops": crops})
     folder = tmp_path / "samples"
     folder.mkdir()
-    (folder / style_sampler.MANIFEST).write_text('{"file": "a.png"}\n')
+    (folder / sample_folder.MANIFEST).write_text('{"file": "a.png"}\n')
     assert fid.measure_cached(folder, crops=8)["crops"] == 8 and len(calls) == 1
     assert fid.measure_cached(folder, crops=8)["crops"] == 8 and len(calls) == 1  # read back
     fid.measure_cached(folder, crops=16)
     assert calls == [8, 16]
-    (folder / style_sampler.MANIFEST).write_text('{"file": "b.png"}\n')
+    (folder / sample_folder.MANIFEST).write_text('{"file": "b.png"}\n')
     fid.measure_cached(folder, crops=16)
     (folder / "sample_fidelity.json").write_text("{not json")
     fid.measure_cached(folder, crops=16)
@@ -268,7 +207,7 @@ def test_gram_error_floor_is_the_noise_of_a_mean_of_n_real_crops():
     """The floor is the error of the mean of n real crops: for crops scattered around the reference with spread
     sigma in d dimensions it is about sigma * sqrt(d / n) / span, halving when n is four times larger, and zero
     for crops that all equal the reference."""
-    fid = load_benchmark()
+    fid = sample_fidelity
     rng = np.random.default_rng(3)
     d, sigma, span = 400, 0.5, 2.0
     crops = rng.normal(1.0, sigma, (512, d))
@@ -282,7 +221,7 @@ def test_gram_error_floor_is_the_noise_of_a_mean_of_n_real_crops():
 
 
 def test_pace_says_how_far_along_and_how_flat_a_mean_gram_is():
-    fid = load_benchmark()
+    fid = sample_fidelity
     g_a, g_b = np.array([4.0, 0.0, 1.0]), np.array([0.0, 2.0, 1.0])
     mix = 0.75 * g_a + 0.25 * g_b
     on_line = fid.pace(g_a + 0.6 * (g_b - g_a), g_a, g_b, mix)  # ahead of t = 0.25, on the mixing line
@@ -294,7 +233,7 @@ def test_pace_says_how_far_along_and_how_flat_a_mean_gram_is():
 
 
 def test_near_duplicates_count_the_repeats_a_mean_hides():
-    fid = load_benchmark()
+    fid = sample_fidelity
     real = np.arange(100.0)  # the 5th percentile of real-crop pairs: 4.95
     assert fid.near_duplicates(np.array([0.0, 1.0, 2.0, 50.0, 60.0]), real) == pytest.approx(0.6)
     assert fid.near_duplicates(np.array([10.0, 20.0]), real) == 0.0
@@ -302,7 +241,7 @@ def test_near_duplicates_count_the_repeats_a_mean_hides():
 
 def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys):
     """A folder whose samples at each t are one repeated picture has (near) zero diversity: the measure says so."""
-    fid = load_benchmark()
+    fid = sample_fidelity
     d, args = continuum_run
     run = d / "one"
     if not (run / "latents.npz").exists():
@@ -345,26 +284,6 @@ def test_norm_modes_recalibration_changes_only_the_inference_mode(continuum_run,
     assert not np.allclose(reports[0]["infer_infer"], reports[1]["infer_infer"], rtol=1e-4)
 
 
-def test_texture_layers_reach_the_continuum_terms(continuum_run, tmp_path, capsys, style_files):
-    """--texture-layers adds relu4_3 to the Grams the endpoint and path terms compare: the endpoint targets gain the
-    layer, training runs, and a name outside relu1_2 ... relu4_3 is refused."""
-    d, args = continuum_run
-    run = tmp_path / "deep"
-    assert V.main(args(run, 2) + ["--texture-layers", "relu4_3,relu1_2,relu2_2,relu3_3"]) == 0
-    config = V.read_config(run, V.VAEConfig, "VAE")
-    assert config.texture_layers == ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
-    assert "relu4_3" in config.vgg_layers()
-    from perceptual import vgg_features
-    styles = V.load_styles(config.styles, config.size)
-    grams = V.mean_style_grams(styles, config, vgg_features(config.vgg_layers()), crops=4)
-    assert grams["relu4_3"].shape == (2, 512, 512) and np.isfinite(grams["relu4_3"]).all()
-    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
-    assert np.isfinite([last["path"], last["endpoint"]]).all()
-    with pytest.raises(SystemExit) as e:
-        V.main(args(tmp_path / "bad", 2) + ["--texture-layers", "relu5_3"])
-    assert e.value.code == 2 and "relu5_3" in capsys.readouterr().err
-
-
 def test_decoder_variation_sees_an_ignored_noise_input(continuum_run, capsys):
     """benchmarks/decoder_variation.py: with the noise convolutions zeroed the noise column reads 0 (the input is
     ignored), with them set it does not; the codes column is unaffected by zeroing the noise."""
@@ -401,11 +320,12 @@ def test_decoder_variation_finds_the_dimensions_at_the_posterior_clamp():
 
 
 def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run, tmp_path, capsys):
-    """--decoder texture: the run records it, resumes exactly, samples through style_sampler.py, and its samples vary
+    """decoder texture: the run records it, resumes exactly, samples through style_sampler.py, and its samples vary
     with the noise (decoder_variation's noise column; 0 for a seed decoder's zero-initialised noise convolutions);
-    a folder made before the option resumes only as the seed decoder it holds."""
+    a folder made before the option resumes only as the seed decoder it holds; one made with a setting since
+    measured and removed is refused in one line."""
     d, args = continuum_run
-    texture = ["--decoder", "texture"]
+    texture = ["--set", "decoder=texture"]
     assert V.main(args(d / "tex_one", 4) + texture) == 0
     assert V.main(args(d / "tex_two", 2) + texture) == 0
     assert V.main(args(d / "tex_two", 4) + texture) == 0
@@ -413,30 +333,21 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     assert config.decoder == "texture"
     for wa, wb in zip(a.decoder.get_weights(), b.decoder.get_weights()):
         np.testing.assert_allclose(wa, wb, rtol=1e-4, atol=1e-5)
-    # --decoder-padding reflect: recorded, and the trained decoder draws nothing where the noise is silent; a
-    # texture run made before the option (no decoder_padding in its config) restores as zeros and stays so
-    assert V.main(args(d / "tex_reflect", 2) + texture + ["--decoder-padding", "reflect"]) == 0
-    z, silent = np.zeros((1, 8)), np.zeros((1, 64, 64, 2), np.float32)
-    noise = M.decoder_noise(np.random.default_rng(0), 1, 64, 2)
-    for run, padding in (("tex_one", "zeros"), ("tex_reflect", "reflect")):
-        vae, vae_config = V.load_vae(d / run)
-        spatial = vae.decode(z, silent).std(axis=(1, 2)).max()
-        assert vae_config.decoder_padding == padding and vae.decode(z, noise).std(axis=(1, 2)).max() > 1e-3
-        assert (spatial < 1e-3) == (padding == "reflect"), (run, spatial)  # zeros: about 0.2 here
-    capsys.readouterr()  # a reflect-padded decoder cannot mirror a 1 px first map
-    assert style_sampler.main(["--vae", str(d / "tex_reflect"), "--out", str(tmp_path / "tiny"), "--pairs", "1",
-                               "--sample-size", "8"]) == 2
-    assert "2 px or more" in capsys.readouterr().err and not (tmp_path / "tiny").exists()
+    # A run made with decoder_padding reflect (measured and removed) is refused where it is read and resumed; one
+    # that recorded the padding that stays (zeros) loads as before.
     saved = json.loads((d / "tex_one" / "config.json").read_text())
     weights = a.decoder.get_weights()
-    del saved["decoder_padding"]
-    (d / "tex_one" / "config.json").write_text(json.dumps(saved))
-    old, old_config = V.load_vae(d / "tex_one")
-    assert old_config.decoder_padding == "zeros"
+    (d / "tex_one" / "config.json").write_text(json.dumps({**saved, "decoder_padding": "zeros"}))
+    old = V.load_vae(d / "tex_one")[0]
     assert all(np.array_equal(u, v) for u, v in zip(old.decoder.get_weights(), weights))
-    capsys.readouterr()
-    assert V.main(args(d / "tex_one", 5) + texture + ["--decoder-padding", "reflect"]) == 2
-    assert "decoder_padding='zeros'" in capsys.readouterr().err
+    (d / "tex_one" / "config.json").write_text(json.dumps({**saved, "decoder_padding": "reflect"}))
+    for command in (["sample", "--run-dir", str(d / "tex_one"), "--out", str(tmp_path / "s.png")],
+                    args(d / "tex_one", 5) + texture):
+        capsys.readouterr()
+        assert V.main(command) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "decoder_padding='reflect'" in err[0] and "train a new run" in err[0]
+    (d / "tex_one" / "config.json").write_text(json.dumps(saved))
     out = tmp_path / "samples"
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "3", "--points", "2"]) == 0
     assert len(list(out.glob("*.png"))) == 6
@@ -452,14 +363,9 @@ def test_texture_decoder_trains_resumes_and_varies_with_the_noise(continuum_run,
     capsys.readouterr()
     assert V.main(args(d / "old", 4) + texture) == 2
     assert "decoder='seed'" in capsys.readouterr().err and (d / "old" / "config.json").read_text() == before
-    bad = args(tmp_path / "bad", 2)
-    bad[bad.index("--noise-channels") + 1] = "0"
     capsys.readouterr()
-    assert V.main(bad + texture) == 2
-    assert "--noise-channels" in capsys.readouterr().err and not (tmp_path / "bad").exists()
-    capsys.readouterr()
-    assert V.main(args(tmp_path / "seed_reflect", 2) + ["--decoder-padding", "reflect"]) == 2
-    assert "--decoder texture" in capsys.readouterr().err and not (tmp_path / "seed_reflect").exists()
+    assert V.main(args(tmp_path / "bad", 2) + texture + ["--set", "noise_channels=0"]) == 2
+    assert "noise_channels must be >= 1" in capsys.readouterr().err and not (tmp_path / "bad").exists()
 
 
 def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_path, capsys, monkeypatch):
@@ -468,12 +374,12 @@ def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_pa
     refused in one line before anything is written."""
     d, args = continuum_run
     if not (d / "tex_one" / "latents.npz").exists():
-        assert V.main(args(d / "tex_one", 4) + ["--decoder", "texture"]) == 0
+        assert V.main(args(d / "tex_one", 4) + ["--set", "decoder=texture"]) == 0
     out = tmp_path / "big"
     assert style_sampler.main(["--vae", str(d / "tex_one"), "--out", str(out), "--pairs", "2", "--points", "3",
                                "--sample-size", "128"]) == 0
     assert {iu.load_image(p).shape for p in out.glob("*.png")} == {(128, 128, 3)}
-    assert style_sampler.read_sampler_json(out)["size"] == 128
+    assert sample_folder.read_sampler_json(out)["size"] == 128
     assert style_sampler.main(["--out", str(out), "--verify"]) == 0
     sizes = []  # the real reference crops are cut at the samples' 128 px, not the VAE's 64
 
@@ -481,9 +387,9 @@ def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_pa
         sizes.append(config.size)
         return training_crops(style, config, rng, n)
 
-    training_crops = vae_latents.training_crops
-    monkeypatch.setattr(vae_latents, "training_crops", recording)
-    report = load_benchmark("sample_fidelity").measure(out, crops=8, max_pairs=10)
+    training_crops = style_images.training_crops
+    monkeypatch.setattr(style_images, "training_crops", recording)
+    report = sample_fidelity.measure(out, crops=8, max_pairs=10)
     monkeypatch.undo()
     assert sizes and set(sizes) == {128} and report["size"] == 128
     # Asking an existing folder for another size is refused
@@ -499,7 +405,6 @@ def test_sampler_draws_a_texture_vae_at_the_stylizers_size(continuum_run, tmp_pa
         assert says in err and len(err.strip().splitlines()) == 1 and not (tmp_path / vae).exists()
 
 
-
 def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_run, capsys):
     """benchmarks/endpoint_reach.py: descending on the endpoint Gram error through the frozen decoder (means) or on
     the decoder's weights (decoder) lowers the held-out error of a barely trained texture VAE, reports how far each
@@ -507,7 +412,7 @@ def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_
     d, args = continuum_run
     run = d / "tex_one"
     if not (run / "latents.npz").exists():
-        assert V.main(args(run, 4) + ["--decoder", "texture"]) == 0
+        assert V.main(args(run, 4) + ["--set", "decoder=texture"]) == 0
     files = {p: p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
     bench = load_benchmark("endpoint_reach")
     capsys.readouterr()
@@ -526,7 +431,7 @@ def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_
     weights = vae.decoder.get_weights()
     settings = bench.Settings(size=64, steps=3, batch_size=4, crops=8, lr_decoder=0.01)
     vgg = vgg_features(bench.LAYERS, name="reach_test_vgg")
-    targets = bench.target_grams(V.load_styles(config.styles, 64), config, settings, vgg)
+    targets = bench.target_grams(style_images.load_styles(config.styles, 64), config, settings, vgg)
     assert bench.reach(vae, vae_latents.load_latents(run), targets, settings, vgg, "decoder")["moved"][0] > 1e-4
     for before, after in zip(weights, vae.decoder.get_weights()):
         np.testing.assert_array_equal(before, after)

@@ -1,4 +1,4 @@
-"""Stable video (issue 14): the synthetic camera clip, flicker measured with its true motion, --stable modes."""
+"""Stable video: the synthetic camera clip, flicker measured with its true motion, --stable modes."""
 import cv2
 import numpy as np
 
@@ -6,13 +6,9 @@ import builtin_images
 import image_utilities as iu
 import stylizer as S
 import stylizer_apply as A
+import stylizer_video as VID
+import video_stability as VS
 from conftest import gradient_image, save_as_run, styled_net
-
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
-import video_stability as VS  # noqa: E402
 
 
 def test_camera_clip_flow_is_the_true_motion():
@@ -53,10 +49,10 @@ def test_stable_video_lowers_the_warped_frame_error(tmp_path):
 def test_stats_mode_smooths_statistics_and_a_static_map_applies_to_every_frame(tmp_path):
     net = styled_net("channels")
     frames, _ = builtin_images.camera_clip(gradient_image(160, 200, seed=3), 4, (48, 64))
-    per_frame = list(A.stylize_frames(net, frames, lambda i: [0.5, 0.5]))
-    smooth = list(A.stylize_frames(net, frames, lambda i: [0.5, 0.5], "stats"))
+    per_frame = list(VID.stylize_frames(net, frames, lambda i: [0.5, 0.5]))
+    smooth = list(VID.stylize_frames(net, frames, lambda i: [0.5, 0.5], "stats"))
     np.testing.assert_allclose(smooth[0], per_frame[0], atol=1e-4)  # nothing to smooth with yet
     assert np.abs(smooth[3] - per_frame[3]).mean() > 1e-5
     weight_map = np.stack([np.ones((48, 64)), np.zeros((48, 64))], -1).astype(np.float32)
-    mapped = list(A.stylize_frames(net, frames, None, "none", weight_map))
+    mapped = list(VID.stylize_frames(net, frames, None, "none", weight_map))
     np.testing.assert_allclose(mapped[2], A.stylize_array(net, frames[2], [1, 0]), atol=2e-4)

@@ -1,7 +1,7 @@
 """Measure a style-sample folder itself, before any stylizer is trained on it: are the samples diverse, faithful
 to each painting, and do they move steadily from style A to style B?
 
-    python benchmarks/sample_fidelity.py --samples runs/demo/samples [--style A.jpg --style B.jpg] [--out OUT.json]
+    python sample_fidelity.py --samples runs/demo/samples [--style A.jpg --style B.jpg] [--out OUT.json]
 
 Per t (the manifest's weight of the last style) it prints
 - diversity: mean pairwise LPIPS among the samples at that t, next to the same measure among random real crops of
@@ -21,8 +21,9 @@ Per t (the manifest's weight of the last style) it prints
 and, as its last line, the whole report as JSON. The styles and crop scale default to those of the VAE named in the
 folder's sampler.json; pass --style (repeatable, in the VAE's style order) to measure against other images.
 
-Targets (issue 12): diversity at t=0 and t=1 >= 0.5x real crops; endpoint relative Gram error <= 0.15; mean per-pair
-Spearman >= 0.95 and no step larger than 2x the mean step.
+Targets: diversity at t=0 and t=1 >= 0.5x real crops; endpoint relative Gram error <= 0.15; mean per-pair Spearman
+>= 0.95 and no step larger than 2x the mean step. `make demo` measures its samples with it
+(docs/results-continuum.md).
 """
 from __future__ import annotations
 
@@ -35,11 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-import image_utilities as iu  # noqa: E402
-from run_dir import RunError  # noqa: E402
+import image_utilities as iu
+from run_config import RunError
 
 GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers
 GRAM_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
@@ -141,18 +139,18 @@ def near_duplicates(distances: np.ndarray, real_distances: np.ndarray) -> float:
 
 def read_samples(folder: Path) -> tuple[dict, list[dict]]:
     """sampler.json and the manifest of a sample folder."""
-    import style_sampler
+    import sample_folder
 
-    record, entries = style_sampler.read_sampler_json(folder), style_sampler.read_manifest(folder)
+    record, entries = sample_folder.read_sampler_json(folder), sample_folder.read_manifest(folder)
     if record is None or not entries:
-        missing = style_sampler.SAMPLER_JSON if record is None else style_sampler.MANIFEST
+        missing = sample_folder.SAMPLER_JSON if record is None else sample_folder.MANIFEST
         raise iu.ImageError(folder / missing, "missing or empty: is this a style_sampler.py output folder?")
     return record, entries
 
 
 def real_crops(styles, vae_config, n: int, seed: int) -> list[np.ndarray]:
     """`n` random crops of each style image, cut as the VAE's training cuts them."""
-    from vae_latents import training_crops
+    from style_images import training_crops
 
     rng = np.random.default_rng(seed)
     return [training_crops(style, vae_config, rng, n) for style in styles]
@@ -174,8 +172,9 @@ def references(styles, vae_config, vgg, crops: int, max_pairs: int):
 
 def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
     from perceptual import vgg_features
-    from run_dir import read_config
-    from vae_keras import VAEConfig, load_styles
+    from run_config import read_config
+    from style_images import load_styles
+    from vae_model import VAEConfig
 
     record, entries = read_samples(folder)
     # Real crops at the samples' own size (the sampler's --sample-size may differ from the VAE's crops)
@@ -259,9 +258,9 @@ def measure_cached(folder: Path, style_specs=None, crops: int = 128, max_pairs: 
     manifest's hash, the styles, the crop count and the pair cap) under "measured_from": a call on an unchanged
     folder with the same arguments reads it back instead of measuring again (the multi-style experiment measures
     many folders)."""
-    import style_sampler
+    import sample_folder
 
-    key = {"version": REPORT_VERSION, "manifest_sha256": style_sampler.manifest_sha256(folder),
+    key = {"version": REPORT_VERSION, "manifest_sha256": sample_folder.manifest_sha256(folder),
            "styles": list(style_specs or []),
            "crops": crops, "max_pairs": max_pairs}
     cache = folder / "sample_fidelity.json"

@@ -1,7 +1,7 @@
 """Flicker of stylized video, measured: per-frame stylization against each `stylize --video --stable` mode.
 
-    python benchmarks/video_stability.py [--run-dir RUN] [--photo IMG | --clip VIDEO] [--frames 24]
-                                         [--height 192 --width 256] [--strength 1] [--style A.jpg ...] [--out JSON]
+    python video_stability.py [--run-dir RUN] [--photo IMG | --clip VIDEO] [--frames 24]
+                              [--height 192 --width 256] [--strength 1] [--style A.jpg ...] [--out JSON]
 
 Flicker is the warped-frame error of Lai et al. 2018 ("Learning Blind Video Temporal Consistency"): the previous
 output warped to the current frame by the motion between the input frames, and the mean absolute difference to the
@@ -14,8 +14,8 @@ user clip (--clip) is measured with OpenCV's Farneback flow and a forward-backwa
 For each mode it prints the warped-frame error and its ratio to per-frame stylization, the per-frame style loss
 (Gram loss against the run's style images at the strength used, or --style) and its ratio, and seconds per frame
 and their ratio, all measured in this run; the last line is JSON with `warp_error_vs_per_frame` and
-`cost_vs_per_frame` of the mode `--stable` picks by default (flow). Targets (issue 14): warped-frame error <= 0.5x
-per-frame, at <= 1.5x its cost, with the style loss within 1.1x.
+`cost_vs_per_frame` of the mode `--stable` picks by default (flow). Targets: warped-frame error <= 0.5x per-frame,
+at <= 1.5x its cost, with the style loss within 1.1x. `make demo` runs it on the demo's net (docs/results-video.md).
 """
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import builtin_images
+import image_utilities as iu
+from stylizer_video import optical_flow, reliable_flow, stylize_frames, warp
 
-import builtin_images  # noqa: E402
-import image_utilities as iu  # noqa: E402
+ROOT = Path(__file__).resolve().parent
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_MODE = "flow"  # what `stylize --video --stable` does
@@ -44,7 +44,7 @@ def warp_errors(outputs, flows) -> list[float]:
     for t in range(1, len(outputs)):
         flow = flows[t - 1]
         valid = np.isfinite(flow).all(-1)
-        warped = iu.warp(outputs[t - 1], np.nan_to_num(flow))
+        warped = warp(outputs[t - 1], np.nan_to_num(flow))
         errors.append(float(np.abs(outputs[t] - warped)[valid].mean()))
     return errors
 
@@ -53,9 +53,9 @@ def estimated_flows(frames) -> list[np.ndarray]:
     """For a user clip: Farneback flow t -> t-1, NaN where the forward-backward check fails."""
     flows = []
     for t in range(1, len(frames)):
-        back = iu.optical_flow(frames[t], frames[t - 1], "farneback")
-        forward = iu.optical_flow(frames[t - 1], frames[t], "farneback")
-        back[iu.reliable_flow(back, forward) == 0] = np.nan
+        back = optical_flow(frames[t], frames[t - 1], "farneback")
+        forward = optical_flow(frames[t - 1], frames[t], "farneback")
+        back[reliable_flow(back, forward) == 0] = np.nan
         flows.append(back)
     return flows
 
@@ -111,14 +111,14 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, help="also write the report here as JSON (default: none)")
     args = ap.parse_args(argv)
 
-    import stylizer as S
+    import stylizer_run as R
     import stylizer_apply as A
     from perceptual import gram_matrix, style_loss, vgg_features
     from stylizer_data import STYLE_LAYERS, style_image_grams
 
     run = args.run_dir or default_run()
-    net, config, names = S.load_stylizer(run)
-    weights = A.parse_weights(len(names), args.strength)
+    net, config, names = R.load_stylizer(run)
+    weights = A.parse_weights(names, args.strength)
     styles = args.style or list(config.style_images)
     if len(styles) != len(names):
         return iu.fail(f"{run} has {len(names)} styles and no style images of its own: pass --style per style")
@@ -146,7 +146,7 @@ def main(argv=None) -> int:
               "strength": args.strength, "input_warp_error": float(np.mean(warp_errors(frames, flows))), "modes": {}}
     for mode in args.modes.split(","):
         t0 = time.perf_counter()
-        outputs = list(A.stylize_frames(net, frames, lambda i: weights, mode))
+        outputs = list(stylize_frames(net, frames, lambda i: weights, mode))
         seconds = (time.perf_counter() - t0) / len(frames)
         report["modes"][mode] = {"warp_error": float(np.mean(warp_errors(outputs, flows))),
                                  "style_loss": loss_of(outputs), "seconds_per_frame": seconds}
