@@ -37,7 +37,6 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from run_config import RunError
 
 GRAM_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")  # the stylizer's style layers
 GRAM_CHANNELS = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
@@ -317,24 +316,28 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=iu.HelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--samples", type=Path, required=True, help="a style_sampler.py output folder")
     ap.add_argument("--style", action="append", default=[], metavar="IMG",
                     help="style images in the VAE's order (default: the VAE's own styles)")
     ap.add_argument("--crops", type=int, default=128, help="real crops per style for the references")
     ap.add_argument("--out", type=Path, help="also write the whole report here (JSON)")
-    args = ap.parse_args(argv)
-    try:
-        report = measure(args.samples, args.style or None, args.crops)
-    except (iu.ImageError, RunError, ValueError, OSError) as e:
-        return iu.fail(str(e))
+    ap.set_defaults(run=measure_command)
+    return ap
+
+
+def measure_command(args) -> int:
+    report = measure(args.samples, args.style or None, args.crops)
     print(format_table(report))
     if args.out:
         iu.atomic_write_json(args.out, report)
     print(json.dumps(report["summary"]))
     return 0
+
+
+def main(argv=None) -> int:
+    return iu.run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ studio).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -174,12 +175,12 @@ def resolved_train_config(args) -> StylizerConfig:
     """The settings a train command asks for, with what does not apply to its styles resolved, as config.json
     records them: a single style needs no conditioning and has no ends to draw at; only sampled styles are
     anchored on their paintings."""
-    single = len(args.style_images) == 1
-    values = {**vars(args), "samples": str(args.samples),
-              "style_images": tuple(str(Path(s).resolve()) for s in args.style_images),
-              "content": str(Path(args.content)), "conditioning": "none" if single else args.conditioning,
-              "end_share": 0.0 if single else args.end_share, "anchor_ends": args.anchor_ends and bool(args.samples)}
-    return config_from_args(StylizerConfig, argparse.Namespace(**values))
+    asked = config_from_args(StylizerConfig, args)  # defaults, then the recipe, --set and flags
+    single = len(asked.style_images) == 1
+    return dataclasses.replace(
+        asked, samples=str(asked.samples), style_images=tuple(str(Path(s).resolve()) for s in asked.style_images),
+        content=str(Path(asked.content)), conditioning="none" if single else asked.conditioning,
+        end_share=0.0 if single else asked.end_share, anchor_ends=asked.anchor_ends and bool(asked.samples))
 
 
 def stylize_command(args) -> int:

@@ -93,7 +93,7 @@ def default_photo() -> np.ndarray:
     return next(iter(builtin_images.default_content(512).values()))
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--run-dir", type=Path, help="a trained stylizer run (default: runs/experiment/mix_channels, "
                                                  "else runs/demo/stylizer)")
@@ -109,10 +109,24 @@ def main(argv=None) -> int:
                                                                  "order (default: the run's own --style images)")
     ap.add_argument("--modes", default="none,stats,flow,both", help="modes to measure, none = per-frame")
     ap.add_argument("--out", type=Path, help="also write the report here as JSON (default: none)")
-    args = ap.parse_args(argv)
+    ap.set_defaults(run=measure_command)
+    return ap
 
-    import stylizer_run as R
+
+def clip_and_flows(args):
+    """The frames to stylize and the motion between them: a user clip (estimated flow) or the synthetic camera clip
+    of a photo (its true motion), and a description of the source."""
+    if args.clip:
+        frames = read_clip(args.clip, args.frames, max(args.height, args.width))
+        return frames, estimated_flows(frames), f"{args.clip} (Farneback flow)"
+    photo = iu.load_image(args.photo) if args.photo else default_photo()
+    frames, flows = builtin_images.camera_clip(photo, args.frames, (args.height, args.width), args.seed)
+    return frames, flows, f"synthetic camera clip of {args.photo or 'the default photo'} (true motion)"
+
+
+def measure_command(args) -> int:
     import stylizer_apply as A
+    import stylizer_run as R
     from perceptual import gram_matrix, style_loss, vgg_features
     from stylizer_data import STYLE_LAYERS, style_image_grams
 
@@ -122,13 +136,7 @@ def main(argv=None) -> int:
     styles = args.style or list(config.style_images)
     if len(styles) != len(names):
         return iu.fail(f"{run} has {len(names)} styles and no style images of its own: pass --style per style")
-    if args.clip:
-        frames = read_clip(args.clip, args.frames, max(args.height, args.width))
-        flows, source = estimated_flows(frames), f"{args.clip} (Farneback flow)"
-    else:
-        photo = iu.load_image(args.photo) if args.photo else default_photo()
-        frames, flows = builtin_images.camera_clip(photo, args.frames, (args.height, args.width), args.seed)
-        source = f"synthetic camera clip of {args.photo or 'the default photo'} (true motion)"
+    frames, flows, source = clip_and_flows(args)
     layers = list(STYLE_LAYERS)
     vgg = vgg_features(layers, name="video_vgg")
     grams = style_image_grams(styles, config.size, vgg, layers)
@@ -150,6 +158,15 @@ def main(argv=None) -> int:
         seconds = (time.perf_counter() - t0) / len(frames)
         report["modes"][mode] = {"warp_error": float(np.mean(warp_errors(outputs, flows))),
                                  "style_loss": loss_of(outputs), "seconds_per_frame": seconds}
+    print_report(with_ratios(report))
+    if args.out:
+        iu.atomic_write_json(args.out, report)
+    print(json.dumps(report))
+    return 0
+
+
+def with_ratios(report: dict) -> dict:
+    """The report with each mode's measures over per-frame stylization's, and the default mode's against TARGETS."""
     base = report["modes"]["none"]
     for r in report["modes"].values():
         r["warp_error_vs_per_frame"] = r["warp_error"] / base["warp_error"]
@@ -158,9 +175,13 @@ def main(argv=None) -> int:
     chosen = report["modes"].get(DEFAULT_MODE, base)
     report.update({k: chosen[k] for k in TARGETS})
     report["targets"] = {k: {"target": v, "met": chosen[k] <= v} for k, v in TARGETS.items()}
+    return report
 
-    print(f"{source}: {len(frames)} frames at {frames[0].shape[1]}x{frames[0].shape[0]}, run {run}, strength "
-          f"{args.strength}; input frames' own warped error {report['input_warp_error']:.4f}")
+
+def print_report(report: dict):
+    print(f"{report['clip']}: {report['frames']} frames at {report['size'][1]}x{report['size'][0]}, run "
+          f"{report['run']}, strength {report['strength']}; input frames' own warped error "
+          f"{report['input_warp_error']:.4f}")
     print("\n| mode | warped-frame error | vs per-frame | style loss | vs per-frame | s/frame | vs per-frame |\n"
           "|---|---|---|---|---|---|---|")
     for mode, r in report["modes"].items():
@@ -168,11 +189,11 @@ def main(argv=None) -> int:
               f"{r['warp_error_vs_per_frame']:.2f}x | {r['style_loss']:.4g} | {r['style_loss_vs_per_frame']:.2f}x | "
               f"{r['seconds_per_frame']:.3f} | {r['cost_vs_per_frame']:.2f}x |")
     for k, t in report["targets"].items():
-        print(f"{k} ({DEFAULT_MODE}): {chosen[k]:.2f}x, target <= {t['target']}x: {'MET' if t['met'] else 'MISSED'}")
-    if args.out:
-        iu.atomic_write_json(args.out, report)
-    print(json.dumps(report))
-    return 0
+        print(f"{k} ({DEFAULT_MODE}): {report[k]:.2f}x, target <= {t['target']}x: {'MET' if t['met'] else 'MISSED'}")
+
+
+def main(argv=None) -> int:
+    return iu.run_main(build_parser(), argv)
 
 
 if __name__ == "__main__":

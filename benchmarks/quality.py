@@ -179,7 +179,7 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             code = stylizer.main(["train", "--style", str(style), "--content", str(content), "--run-dir", str(run),
                                   "--size", str(args.size), "--steps", str(b), "--log-every", "50",
-                                  "--snapshot-every", str(b), "--checkpoint-every", str(max(100, b // 4)),
+                                  "--set", f"snapshot_every={b}", "--checkpoint-every", str(max(100, b // 4)),
                                   *shlex.split(args.train_args)])
             if code:
                 return iu.fail(f"training {run} failed (exit {code})", code=1)

@@ -118,3 +118,33 @@ def make_train_step(net, vgg, target_grams, lr=1e-3, content_weight=1.0, style_w
         return float(loss)
 
     return step
+
+
+def copy_from_keras(keras_net, net: JohnsonNet) -> JohnsonNet:
+    """Load the weights of our Keras network (stylizer_net.build_stylizer with `channels` or `none` conditioning, the
+    same style count) into `net`: convolutions in the order they run (HWIO -> OIHW), each instance norm's scale and
+    shift, and the learned shift of the style planes. Returns `net`."""
+    import keras
+
+    from stylizer_net import InstanceNorm
+
+    convs = [layer for layer in keras_net.layers if isinstance(layer, keras.layers.Conv2D)]
+    norms = [layer for layer in keras_net.layers if isinstance(layer, InstanceNorm)]
+    blocks = [net.c1, net.c2, net.c3, *[m for block in net.res for m in (block.a, block.b)], net.u1, net.u2]
+    if len(convs) != len(blocks) + 1 or len(norms) != len(blocks):
+        raise ValueError(f"{len(convs)} convolutions and {len(norms)} norms do not match JohnsonNet's blocks")
+
+    def conv_weights(module, layer):
+        kernel, bias = (np.asarray(v) for v in layer.get_weights())
+        module.weight.data.copy_(torch.from_numpy(np.ascontiguousarray(kernel.transpose(3, 2, 0, 1))))
+        module.bias.data.copy_(torch.from_numpy(bias))
+
+    with torch.no_grad():
+        for block, conv, norm in zip(blocks, convs, norms):
+            conv_weights(block.conv, conv)
+            block.norm.weight.copy_(torch.from_numpy(np.asarray(norm.gamma)[0]))
+            block.norm.bias.copy_(torch.from_numpy(np.asarray(norm.beta)[0]))
+            if block.shift is not None:
+                block.shift.weight.copy_(torch.from_numpy(np.asarray(norm.plane_kernel).T.copy()))
+        conv_weights(net.out[1], convs[-1])
+    return net

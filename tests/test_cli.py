@@ -1,5 +1,6 @@
-"""The command lines of our scripts: every option has help text showing its default, `--help` does not wait for
-TensorFlow, and a flag name means one thing in every script."""
+"""The command lines of our scripts and benchmarks: every option has help text showing its default, `--help` does
+not wait for TensorFlow, a flag name means one thing in every script, and the training commands show few options."""
+import importlib.util
 import re
 import subprocess
 import sys
@@ -11,16 +12,19 @@ import builtin_images
 import image_utilities
 import inspect_images
 import perceptual
+import sample_fidelity
 import style_sampler
 import stylizer
 import vae_keras
 import vae_keras_gui
+import video_stability
 
 ROOT = Path(__file__).resolve().parent.parent
 # (module, subcommand or None): every --help page of the scripts this project's CLI rules cover.
 PAGES = [(builtin_images, None), (inspect_images, None), (style_sampler, None), (vae_keras_gui, None),
+         (sample_fidelity, None), (video_stability, None),
          (image_utilities, "gif"), (image_utilities, "grid"), (perceptual, "fetch-weights"), (perceptual, "lpips"),
-         *[(stylizer, c) for c in ("train", "stylize", "export", "optimize", "evaluate")],
+         *[(stylizer, c) for c in ("train", "stylize", "export", "optimize", "evaluate", "serve")],
          *[(vae_keras, c) for c in ("train", "encode", "reconstruct", "sample")]]
 
 
@@ -93,7 +97,43 @@ def test_one_meaning_per_flag(capsys):
 
 
 @pytest.mark.parametrize("script", ["stylizer", "style_sampler", "inspect_images", "image_utilities",
-                                    "builtin_images", "perceptual", "vae_keras_gui", "vae_keras"])
+                                    "builtin_images", "perceptual", "vae_keras_gui", "vae_keras", "sample_fidelity",
+                                    "video_stability"])
 def test_help_does_not_import_tensorflow(script):
     code = f"import sys, {script}; {script}.build_parser().format_help(); sys.exit('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0
+
+
+@pytest.mark.parametrize("module,command", [(vae_keras, "train"), (stylizer, "train")])
+def test_training_commands_list_at_most_16_options(module, command, capsys):
+    """The recommended route is the default: a training command shows its budgets and run controls, and a recipe
+    (--recipe, --set) reaches every other setting."""
+    page = options(help_page(module, command, capsys))
+    assert len(page) <= 16, sorted(page)
+    assert {"--recipe", "--set", "--steps", "--size", "--run-dir"} <= set(page)
+
+
+# The benchmark scripts (torch_johnson.py and reference_steps.py are modules the others import).
+BENCHMARKS = sorted(p.stem for p in (ROOT / "benchmarks").glob("*.py") if "\ndef main(" in p.read_text())
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_benchmark_answers_help_with_its_options_described(name, capsys):
+    """Each benchmark's --help exits 0 and describes every option (the numbers in docs/ come from these commands)."""
+    module = load_benchmark(name)
+    with pytest.raises(SystemExit) as stop:
+        module.main(["--help"])
+    assert stop.value.code == 0
+    page = capsys.readouterr().out
+    assert page.startswith("usage:")
+    for flag, text in options(page).items():
+        described = re.sub(r"^\s*--[\w-]+(\s+[A-Z_:,.|]+)?(,\s*--[\w-]+)?", "", text).strip()
+        assert flag == "--help" or described, f"{name} {flag} has no help text"

@@ -1,4 +1,5 @@
 import io
+import shutil
 import pickle
 import tarfile
 
@@ -161,11 +162,18 @@ def test_fetch_rejects_wrong_hash(tmp_path):
 
 def test_fetch_is_idempotent_and_uses_env_cache(monkeypatch, tmp_path):
     path = P.fetch_weights(quiet=True)
-    assert path.exists()
     mtime = path.stat().st_mtime_ns
-    assert P.fetch_weights(quiet=True) == path and path.stat().st_mtime_ns == mtime
-    monkeypatch.setenv("MULTISTYLE_CACHE", str(tmp_path))
-    assert P.cache_dir() == tmp_path
+    assert P.fetch_weights(quiet=True) == path and path.stat().st_mtime_ns == mtime  # not provisioned again
+    with np.load(path) as z:  # the converted VGG16 and LPIPS arrays, with their shapes
+        assert z["conv1_1/kernel"].shape == (3, 3, 3, 64) and z["conv5_3/kernel"].shape == (3, 3, 512, 512)
+        first = z["conv1_1/kernel"].copy()
+    monkeypatch.setenv("MULTISTYLE_CACHE", str(tmp_path))  # another cache: the weights are read from there
+    shutil.copy(path, tmp_path / P.CACHE_NAME)
+    assert P.fetch_weights(quiet=True) == tmp_path / P.CACHE_NAME
+    np.testing.assert_array_equal(P.load_weights(tmp_path)["conv1_1/kernel"], first)
+    (tmp_path / P.CACHE_NAME).write_bytes(b"not an npz")  # a damaged cache is named, not used
+    with pytest.raises(P.WeightsError, match="unreadable weights cache"):
+        P.load_weights(tmp_path)
 
 
 def test_unknown_layer_is_a_clear_error():

@@ -1,4 +1,4 @@
-"""Issue 7 inference features: seamless tiles, video, SavedModel/TFLite export, Gatys optimisation, evaluate."""
+"""Inference features: seamless tiles, video, SavedModel/TFLite export, Gatys optimisation, evaluate."""
 import json
 
 import cv2
@@ -150,8 +150,11 @@ def test_evaluate_json_plot_and_sweep(trained, tmp_path, capsys):
     towards = [r["lpips_to_strength_1"] for r in rows[:-1]]
     assert away == sorted(away) and towards == sorted(towards, reverse=True)
     assert result["spearman_strength_vs_lpips_to_strength_0"] == pytest.approx(1.0)
-    assert (tmp_path / "ev.png").exists()
-    assert "spearman" in capsys.readouterr().out
+    plot = iu.load_image(tmp_path / "ev.png")  # three panels of curves side by side
+    assert plot.shape[1] > 2.5 * plot.shape[0] and plot.std() > 0.02
+    printed = capsys.readouterr().out
+    spearman = float(printed.split("spearman(strength, style loss to A) = ")[1].split()[0])
+    assert spearman == pytest.approx(result["spearman_strength_vs_style_loss_to_A"], abs=1e-3)
 
 
 def test_spearman():

@@ -59,7 +59,7 @@ def test_api_serves_renders_and_survives_bad_requests(studio):
     status, body = call(f"{base}/api/info")
     info = json.loads(body)
     assert status == 200 and info["styles"] == ["style_0", "style_1"]
-    assert server_binds_loopback_by_default()
+    assert bound_address_by_default(run) == "127.0.0.1"
     for bad in (b"", b"not an image at all", b"\x89PNG\r\n\x1a\n broken"):
         status, body = call(f"{base}/api/image", bad, {"X-Filename": "x.png", "Content-Type": "image/png"})
         assert status == 400 and "error" in json.loads(body)
@@ -228,11 +228,15 @@ def write_temp(data: bytes) -> Path:
     return path
 
 
-def server_binds_loopback_by_default():
-    import inspect
-
-    return inspect.signature(stylizer_studio.make_server).parameters["host"].default == "127.0.0.1" and \
-        S.build_parser().parse_args(["serve", "--run-dir", "r"]).host == "127.0.0.1"
+def bound_address_by_default(run) -> str:
+    """The address the studio listens on when `serve` is given no --host: the server made from the CLI's own
+    defaults, asked what it bound."""
+    args = S.build_parser().parse_args(["serve", "--run-dir", str(run), "--port", "0"])
+    server = stylizer_studio.make_server(args.run_dir, args.host, args.port)
+    try:
+        return server.server_address[0]
+    finally:
+        server.server_close()
 
 
 # ---- in a real browser ------------------------------------------------------------------------------------------
@@ -294,11 +298,31 @@ def test_browser_slider_renders_what_stylize_writes(studio, browser, tmp_path):
     before = iu.load_image(write(tmp_path / "first.png", call(first)[1]))
     assert np.abs(before - shown).mean() > 0.01  # the slider changed the picture
 
-    # Paint a map: fill it at strength 0, then one dab of strength 1 on the left.
-    browser.execute_script("document.getElementById('use-map').click();")
-    browser.execute_script("const b = document.getElementById('brush-value'); b.value = '0';"
+    # Paint a map: fill it with the slider's strength (0.3), then one dab of strength 1 on the left half. What the
+    # page shows is what `stylize --strength-map` makes of the map the page painted.
+    browser.execute_script("document.getElementById('use-map').click();"
                            "document.getElementById('clear-map').click();")
     wait_for(browser, "return document.getElementById('result').dataset.map === '1'")
+    filled = browser.find_element("id", "result").get_attribute("src")
+    browser.execute_script("const b = document.getElementById('brush-value'); b.value = '1';"
+                           "document.getElementById('brush-size').value = '160';")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    canvas = browser.find_element("id", "map-canvas")
+    ActionChains(browser).move_to_element_with_offset(canvas, -canvas.size["width"] // 4, 0).click().perform()
+    src = wait_for(browser, f"const r = document.getElementById('result'); return r.src !== '{filled}' && "
+                            "r.complete && r.naturalWidth > 0 && r.dataset.map === '1' && r.src")
+    painted = browser.execute_script("return document.getElementById('map-canvas').toDataURL('image/png')")
+    import base64
+
+    map_png = write(tmp_path / "painted.png", base64.b64decode(painted.split(",", 1)[1]))
+    levels = np.round(iu.load_image(map_png).mean(-1) * 255)
+    assert (levels == 255).mean() > 0.02 and (levels == 77).mean() > 0.5  # the dab (1.0) and the fill (0.3)
+    assert S.main(["stylize", "--run-dir", str(run), str(photo), "--strength-map", str(map_png), "--out",
+                   str(tmp_path / "mapped")]) == 0
+    shown = iu.load_image(write(tmp_path / "shown_map.png", call(src)[1]))
+    expected = iu.load_image(tmp_path / "mapped" / "photo.png")
+    assert shown.shape == expected.shape and np.abs(shown - expected).mean() <= 1.5 / 255
     browser.save_screenshot(str(tmp_path / "studio.png"))
 
 

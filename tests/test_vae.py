@@ -166,8 +166,14 @@ def test_train_resume_equivalence_and_run_folder(style_files, tmp_path, capsys):
     assert steps == list(range(1, 9))
     rec = json.loads((two / "metrics.jsonl").read_text().splitlines()[-1])
     assert {"step", "recon", "kl", "loss"} <= set(rec)
-    assert (two / "config.json").exists() and (two / "snapshots" / "step_000008.png").exists()
-    assert (two / "quad_0.png").exists()
+    assert json.loads((two / "config.json").read_text())["steps"] == 8  # the resumed run records its new budget
+    snapshots = [iu.load_image(two / "snapshots" / f"step_{s:06d}.png") for s in (4, 8)]
+    # rows: crops, reconstructions, decodes of fixed codes; 2 crops per style, 64 px tiles with 2 px gaps
+    assert snapshots[0].shape == (3 * 64 + 4 * 2, 4 * 64 + 5 * 2, 3)
+    assert np.abs(snapshots[0][70:136] - snapshots[1][70:136]).mean() > 1e-3  # training changed the reconstructions
+    np.testing.assert_array_equal(snapshots[0][:66], snapshots[1][:66])  # the same fixed crops in the first row
+    quad = iu.load_image(two / "quad_0.png")
+    assert quad.shape[0] > 128 and quad.shape[1] > 128 and quad.std() > 0.05  # two crops over two reconstructions
     with np.load(two / "latents.npz") as z:
         assert list(z["styles"]) == ["night_swirls", "honeycomb"]
         assert z["mean"].shape == (2, 16) and z["std"].shape == (2, 16)
@@ -187,12 +193,26 @@ def test_encode_reconstruct_sample_and_gui(style_files, tmp_path, capsys):
     assert V.main(["encode", "--run-dir", str(run), "--crops", "4"]) == 0
     assert vae_latents.load_latents(run)["mean"].shape == (2, 16)
     assert V.main(["reconstruct", "--run-dir", str(run), style_files[0], "--out", str(tmp_path / "rec")]) == 0
-    assert iu.load_image(tmp_path / "rec" / "night_swirls_recon.png").shape[1] > 64
+    pair = iu.load_image(tmp_path / "rec" / "night_swirls_recon.png")  # [the centre crop | its reconstruction]
+    vae, config = V.load_vae(run)
+    crop = iu.center_crop(style_images.at_training_scale(iu.load_image(style_files[0]), 64), 64)
+    assert pair.shape == (64 + 2 * 2, 2 * 64 + 3 * 2, 3)
+    np.testing.assert_allclose(pair[2:66, 2:66], crop, atol=1 / 255 + 1e-6)
+    np.testing.assert_allclose(pair[2:66, 68:132], vae.reconstruct(crop[None])[0], atol=1 / 255 + 1e-6)
     assert V.main(["sample", "--run-dir", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    grid = iu.load_image(tmp_path / "s.png")  # 2 x 2 decodes of random codes: four different pictures
+    tiles = [grid[2 + r * 66:66 + r * 66, 2 + c * 66:66 + c * 66] for r in (0, 1) for c in (0, 1)]
+    assert grid.shape == (2 * 64 + 3 * 2, 2 * 64 + 3 * 2, 3)
+    assert min(np.abs(a - b).mean() for i, a in enumerate(tiles) for b in tiles[i + 1:]) > 1e-3
     strip = tmp_path / "strip.png"
     assert G.main(["--vae", str(run), *style_files, "--points", "5", "--save", str(strip)]) == 0
+    state = G.Interpolator(vae, config, *(iu.load_image(p) for p in style_files), 5, "linear")
+    ts, frames = state.strip()  # the strip's decodes walk from A's code to B's
+    assert list(ts) == [0.0, 0.25, 0.5, 0.75, 1.0] and len(frames) == 5
+    steps = [np.abs(a - b).mean() for a, b in zip(frames, frames[1:])]
+    assert np.abs(frames[0] - frames[-1]).mean() > max(steps) > 0
     h, w, _ = iu.load_image(strip).shape
-    assert w > h
+    assert w > 4 * h  # 7 panels in one row: A, five decodes, B
     assert G.main(["--vae", str(tmp_path / "nowhere"), *style_files, "--save", str(strip)]) == 2
 
 

@@ -253,7 +253,8 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
         by_layer = report["summary"][f"gram_error_by_layer_t{t}"]
         assert list(by_layer) == list(fid.GRAM_LAYERS)
         assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2, rel=1e-4)
-        assert 0.0 < report["summary"][f"gram_error_floor_t{t}"] < np.inf  # 3 real crops' mean is not the mean of 8
+        # a barely trained VAE draws far from the painting: its error lies above what 3 real crops score
+        assert 0.0 < report["summary"][f"gram_error_floor_t{t}"] < report["summary"][f"gram_error_t{t}"]
     assert all(np.isfinite(r["progress"]) and r["energy"] > 0 for r in report["per_t"])
     for p in (1, 2):  # collapse: every pair becomes a copy of pair 0
         for t in (0.0, 0.5, 1.0):
