@@ -63,17 +63,31 @@ def task_role(strategy) -> tuple[bool, int]:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in spec), task_id
 
 
-def per_replica(strategy, global_batch: int, *structures):
-    """Split host arrays (or dicts of them) whose first axis is the global batch into per-replica values."""
+def worker_share(strategy) -> tuple[int, int]:
+    """(this worker's index, the number of workers) of a multi-worker cluster; (0, 1) on one machine."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    spec = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    if not spec or resolver.task_type is None:
+        return 0, 1
+    workers = [(kind, i) for kind in ("chief", "worker") for i in range(len(spec.get(kind, [])))]
+    return workers.index((resolver.task_type, int(resolver.task_id or 0))), len(workers)
+
+
+def per_replica(strategy, global_batch: int, *structures, local: bool = False):
+    """Split host arrays (or dicts of them) whose first axis is the global batch into per-replica values. With
+    `local`, the arrays hold only this worker's share of the global batch (global_batch / workers rows: a sharded
+    input stream), split among its own replicas."""
     import tensorflow as tf
 
     n = strategy.num_replicas_in_sync
     if global_batch % n:
         raise RunError(f"--batch-size {global_batch} must be divisible by the {n} replicas")
     per = global_batch // n
+    index, workers = worker_share(strategy) if local else (0, 1)
+    first = index * (n // workers)  # replicas are numbered worker by worker
 
     def value_fn(ctx):
-        i = ctx.replica_id_in_sync_group
+        i = ctx.replica_id_in_sync_group - first
         return tf.nest.map_structure(lambda a: tf.constant(a[i * per:(i + 1) * per]), structures)
 
     return strategy.experimental_distribute_values_from_function(value_fn)

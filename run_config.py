@@ -32,7 +32,8 @@ def config_from_args(cls, args):
 
 # A run's identity is its config.json minus the keys below: a resumed run with any other setting changed is refused.
 # Settings that choose how to run, not what is trained: a resumed run may change them.
-RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus")
+RUNTIME_KEYS = ("steps", "log_every", "snapshot_every", "checkpoint_every", "strategy", "devices", "logical_cpus",
+                "data_workers")
 
 
 # Optimizer-only settings: a resumed run may change them too (say, a lower --lr after a NaN); the new value replaces

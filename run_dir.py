@@ -219,12 +219,14 @@ class Run:
         self._last_time = None
 
     # ---- checkpoints ------------------------------------------------------------------------------------------------
-    def checkpoint(self, max_to_keep: int = 3, **trackables):
-        """A tf.train.CheckpointManager over the given objects plus a `step` variable. Returns (manager, step)."""
+    def checkpoint(self, max_to_keep: int = 3, own=(), **trackables):
+        """A tf.train.CheckpointManager over the given objects plus a `step` variable. Returns (manager, step).
+        `own` names trackables that differ between the workers of a multi-worker run (a worker's place in its own
+        share of the data): every worker saves them in its own folder and restores them from there."""
         import tensorflow as tf
 
         step = tf.Variable(0, dtype=tf.int64, name="step", trainable=False)
-        self._trackables = trackables
+        self._trackables, self._own = trackables, tuple(own)
         self._ckpt = tf.train.Checkpoint(step=step, **trackables)
         self._manager = tf.train.CheckpointManager(self._ckpt, self.save_dir, max_to_keep=max_to_keep)
         return self._manager, step
@@ -243,8 +245,20 @@ class Run:
         if optimizer is not None and lr is not None:
             optimizer.learning_rate = lr
         step = int(self._ckpt.step.numpy())
+        if self._own and self.save_dir != self.checkpoint_dir:
+            self.restore_own(step)
         self.truncate_metrics(step)
         return step
+
+    def restore_own(self, step: int):
+        """A worker's own trackables (`own`) from its own checkpoint of `step`: the chief's hold the chief's."""
+        import tensorflow as tf
+
+        path = self.save_dir / f"ckpt-{step}"
+        if not Path(f"{path}.index").exists():
+            raise RunError(f"{self.save_dir}: no checkpoint of step {step}, which the chief restored; this worker's "
+                           "place in its share of the data is lost (start the run again in a new folder)")
+        tf.train.Checkpoint(**{k: self._trackables[k] for k in self._own}).restore(str(path)).expect_partial()
 
     def save(self, step: int):
         """Checkpoint `step`, unless a weight is NaN or infinite: then NonFiniteLoss, and the newest checkpoint on

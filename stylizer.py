@@ -39,8 +39,8 @@ from pathlib import Path
 import numpy as np
 
 import image_utilities as iu
-from distribute import distributed_step, dtype_policy, make_strategy, per_replica, task_role
-from run_config import PRECISIONS, add_config_args, add_run_args, apply_recipe, config_from_args, lr_at
+from distribute import distributed_step, dtype_policy, make_strategy, per_replica, task_role, worker_share
+from run_config import PRECISIONS, RunError, add_config_args, add_run_args, apply_recipe, config_from_args, lr_at
 from run_dir import EXIT_CODES, Run
 from stylizer_run import STABLE_MODES, StylizerConfig, load_stylizer
 
@@ -100,8 +100,9 @@ def train(config: StylizerConfig, run_dir) -> int:
     import keras
     import tensorflow as tf
 
+    from content_stream import ContentStream, content_dataset, content_files
     from perceptual import vgg_features
-    from stylizer_data import STYLE_LAYERS, ContentStream, StyleTargets, content_dataset
+    from stylizer_data import STYLE_LAYERS, StyleTargets
     from stylizer_net import build_stylizer
 
     strategy = make_strategy(config.strategy, config.devices, config.logical_cpus)
@@ -114,7 +115,11 @@ def train(config: StylizerConfig, run_dir) -> int:
     targets = StyleTargets(config, vgg, layers)
     if config.conditioning == "none" and targets.num_styles != 1:
         raise ValueError("--conditioning none is the single-style baseline: give one --style")
-    stream = ContentStream(config.content, config.size, config.seed, run.path / "bad_content.txt" if chief else None)
+    share = worker_share(strategy)
+    if config.batch_size % share[1]:
+        raise RunError(f"--batch-size {config.batch_size} must be divisible by the {share[1]} workers")
+    files = content_files(config.content, run.path)  # listed once, then read from the run folder
+    stream = ContentStream(files, config.size, config.seed, run.path / "bad_content.txt" if chief else None, share)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope(), dtype_policy(config.precision):
         net = build_stylizer(targets.num_styles, config.conditioning, config.residual)
@@ -122,8 +127,9 @@ def train(config: StylizerConfig, run_dir) -> int:
         if config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(net.trainable_variables)
-        position = tf.Variable(0, dtype=tf.int64, name="data_position", trainable=False)
-    run.checkpoint(net=net, optimizer=optimizer, data_position=position)
+    # Each worker's place in its own share of the photos (saved in its own checkpoint folder, restored from there).
+    position = tf.Variable(0, dtype=tf.int64, name="data_position", trainable=False)
+    run.checkpoint(net=net, optimizer=optimizer, data_position=position, own=("data_position",))
     start = run.restore()
     if chief:
         iu.atomic_write_json(run.path / "styles.json", {"style_names": targets.names,
@@ -132,7 +138,8 @@ def train(config: StylizerConfig, run_dir) -> int:
     snap_contents = stream.fixed_crops(3)
     if start:
         print(f"resuming {run.path} from step {start} (content position {int(position.numpy())})", flush=True)
-    batches = iter(content_dataset(stream, int(position.numpy()), config.batch_size))
+    batches = iter(content_dataset(stream, int(position.numpy()), config.batch_size // share[1],
+                                   config.data_workers))
 
     def step_fn(step):
         content, next_position = (v.numpy() for v in next(batches))
@@ -142,7 +149,8 @@ def train(config: StylizerConfig, run_dir) -> int:
         if config.lr_schedule != "constant":  # the compiled step reads the variable at each call
             extra["lr"] = lr_at(config, step)
             optimizer.learning_rate.assign(extra["lr"])
-        metrics = train_step(*per_replica(strategy, config.batch_size, content, weights.astype(np.float32), grams))
+        content = per_replica(strategy, config.batch_size, content, local=True)[0]  # this worker's share
+        metrics = train_step(content, *per_replica(strategy, config.batch_size, weights.astype(np.float32), grams))
         position.assign(next_position)  # saved with the checkpoint: resume reads the next unread content item
         return {**metrics, **extra}
 

@@ -1,12 +1,11 @@
-"""What the stylizer trains on: style targets (Gram matrices with their conditioning weights) and content crops.
+"""The styles the stylizer trains on: style targets (Gram matrices with their conditioning weights). Its content
+photos: content_stream.py.
 
 - `StyleTargets`: a batch of (style weights, Gram targets) from one of three sources: a style-sample folder (a
   sample per example: its manifest weights are both the conditioning input and the choice of its Gram target), one
-  style image, or two style images mixed by a uniform strength (direct Gram mixing).
+  style image, or several style images mixed in pairs by a uniform strength (direct Gram mixing).
 - `load_sample_styles`: weights and Grams of every sample, through the folder's Gram cache (style_sampler.py reads
   and writes it); `compute_grams`, `style_image_grams`.
-- `ContentStream` and `content_dataset`: content crops in a seeded order that depends only on (seed, position),
-  skipping unreadable files, decoded ahead of the training step by tf.data.
 """
 from __future__ import annotations
 
@@ -215,96 +214,3 @@ class StyleTargets:
         grams = {name: np.einsum("bs,sbcd->bcd", w, np.stack([pk[name] for pk in picks])).astype(np.float32)
                  for name in self.layers}
         return w, grams
-
-
-# --------------------------------------------------------------------------------------------------------------------
-# Content
-
-class ContentStream:
-    """Content crops in a seeded order that depends only on (seed, position): position p is item p % N of the
-    permutation for epoch p // N. Unreadable files are skipped (and listed) without shifting what follows, so a
-    resumed run continues with exactly the next unread item."""
-
-    def __init__(self, folder, size: int, seed: int, bad_list: Path | None = None):
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise RunError(f"{folder}: no such content folder")
-        self.files = iu.list_images(self.folder)
-        if not self.files:
-            raise RunError(f"{folder}: no .jpg/.png content images found (searched recursively)")
-        self.size, self.seed, self.bad_list = size, seed, bad_list
-        self.bad = set()
-        if bad_list and bad_list.exists():
-            self.bad = set(bad_list.read_text().splitlines())
-        self._perm_epoch, self._perm = None, None
-
-    def file_at(self, position: int) -> Path:
-        epoch, i = divmod(position, len(self.files))
-        if epoch != self._perm_epoch:
-            self._perm = np.random.default_rng([self.seed, epoch, 77]).permutation(len(self.files))
-            self._perm_epoch = epoch
-        return self.files[self._perm[i]]
-
-    def crop(self, path: Path, position: int) -> np.ndarray:
-        image = iu.resize_short_side(iu.load_image(path), self.size)
-        return iu.random_crop(image, self.size, np.random.default_rng([self.seed, position, 13]), flip=True)
-
-    def fixed_crops(self, n: int) -> list[np.ndarray]:
-        """Centre crops of the first `n` readable files (in name order): the rows of every snapshot."""
-        crops, errors = [], []
-        for path in self.files:
-            if len(crops) == n:
-                break
-            if str(path) in self.bad:
-                continue
-            try:
-                crops.append(iu.square_crop(iu.load_image(path), self.size))
-            except iu.ImageError as e:
-                errors.append((path, e))
-        if not crops:  # one line, not one per file and then a traceback from inside tf.data
-            raise RunError(f"{self.folder}: none of its {len(self.files)} images can be read (first: {errors[0][1]})"
-                           if errors else f"{self.folder}: every image is listed in {self.bad_list} as unreadable")
-        for path, e in errors:
-            self.report_bad(path, e)
-        return crops
-
-    def batch(self, position: int, batch_size: int) -> tuple[np.ndarray, int]:
-        """`batch_size` crops starting at `position`; returns them and the position after the last item used."""
-        crops, tried = [], 0
-        while len(crops) < batch_size:
-            if tried > len(self.files):
-                raise RunError(f"{self.folder}: no readable content images")
-            path = self.file_at(position)
-            position += 1
-            tried += 1
-            if str(path) in self.bad:
-                continue
-            try:
-                crops.append(self.crop(path, position - 1))
-                tried = 0
-            except iu.ImageError as e:
-                self.report_bad(path, e)
-        return np.stack(crops), position
-
-    def report_bad(self, path: Path, error):
-        self.bad.add(str(path))
-        print(f"skipped content {error}", file=sys.stderr, flush=True)
-        if self.bad_list:
-            iu.atomic_write_text(self.bad_list, "".join(f"{b}\n" for b in sorted(self.bad)))
-
-
-def content_dataset(stream: ContentStream, position: int, batch_size: int):
-    """A tf.data pipeline over the stream from `position`: batches of crops with the position after each, decoded
-    ahead of the training step (prefetch). The position travels with its batch, so the checkpoint saved after a step
-    names exactly the next unread item."""
-    import tensorflow as tf
-
-    def batches():
-        pos = position
-        while True:
-            crops, pos = stream.batch(pos, batch_size)
-            yield crops, pos
-
-    signature = (tf.TensorSpec((batch_size, stream.size, stream.size, 3), tf.float32),
-                 tf.TensorSpec((), tf.int64))
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)

@@ -47,6 +47,7 @@ class StylizerConfig(RunControl):
     seed: int = 0
     snapshot_every: int = 500
     checkpoint_every: int = 500
+    data_workers: int = 0            # content photos decoded at once (0: one per core)
 
     RENAMED_KEYS = {"styles": "samples"}  # config.json of older runs (see run_config.current_keys)
     # What runs made before a field existed, or before the defaults became the recommended route, were trained with.

@@ -298,17 +298,6 @@ def test_resume_equivalence_and_data_order(samples, content_dir, tmp_path):
     np.testing.assert_allclose(la, lb, rtol=1e-4)
 
 
-def test_content_stream_order_skips_bad_without_shifting(content_dir):
-    stream = D.ContentStream(content_dir, 32, seed=3)
-    full, end = stream.batch(0, 6)
-    first, mid = stream.batch(0, 3)
-    second, end2 = stream.batch(mid, 3)
-    np.testing.assert_array_equal(np.concatenate([first, second]), full)
-    assert end2 == end
-    files = [stream.file_at(p).name for p in range(len(stream.files))]
-    assert sorted(files) == sorted(p.name for p in stream.files)  # an epoch visits every file once
-
-
 def test_preserve_color_keeps_chroma():
     content = gradient_image(20, 30)
     stylized = np.clip(gradient_image(20, 30, seed=4)[..., ::-1] * 0.8, 0, 1).astype(np.float32)
