@@ -252,6 +252,64 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
             "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
 
 
+def measure_styles(folder: Path, crops: int = 64, max_pairs: int = 100) -> dict:
+    """The measures of a folder sampled from a VAE of N >= 2 styles, per style and per pair of styles: each style's
+    pure samples (weight 1, the ends of its walks) against its real crops (diversity ratio, near-duplicates,
+    relative endpoint Gram error and its floor), and each pair walk's steadiness (Spearman of t against the Gram
+    distance to its first style, largest step / mean step). The Gram errors are relative to the root mean square
+    distance between the styles' mean Grams (for two styles, ||G_A - G_B||, as `measure`)."""
+    from perceptual import vgg_features
+    from run_config import read_config
+    from style_images import load_styles, style_names
+    from vae_model import VAEConfig
+
+    record, entries = read_samples(folder)
+    vae_config = read_config(record["vae"], VAEConfig, "VAE")
+    vae_config = dataclasses.replace(vae_config, size=int(record.get("size", vae_config.size)))
+    names = style_names(vae_config.styles)
+    styles = load_styles(vae_config.styles, vae_config.size, vae_config.style_size)
+    vgg = vgg_features(sorted(set(GRAM_LAYERS) | {FRECHET_LAYER}), name="fidelity_vgg")
+    g_mean, g_second, _, real_pairs = references(styles, vae_config, vgg, crops, max_pairs)
+    span = float(np.sqrt(np.mean([np.sum((g_mean[i] - g_mean[j]) ** 2)
+                                  for i in range(len(styles)) for j in range(i + 1, len(styles))])))
+    images = {e["file"]: iu.load_image(folder / e["file"]) for e in entries}
+    files = sorted(images)
+    gram_of = dict(zip(files, gram_vectors(np.stack([images[f] for f in files]), vgg)[0]))
+    per_style = {}
+    for k, name in enumerate(names):
+        pure = [e["file"] for e in entries if e["weights"][k] > 1 - 1e-6]
+        if len(pure) < 2:
+            continue
+        distances = pairwise_lpips(np.stack([images[f] for f in pure]), max_pairs)
+        error = float(np.linalg.norm(np.mean([gram_of[f] for f in pure], 0) - g_mean[k])) / span
+        per_style[name] = {"samples": len(pure), "diversity_ratio": float(np.mean(distances) / np.mean(real_pairs[k])),
+                           "near_duplicates": near_duplicates(distances, real_pairs[k]), "gram_error": error,
+                           "gram_error_floor": gram_error_floor(g_second[k], g_mean[k], len(pure), span)}
+    per_pair = defaultdict(lambda: {"spearman": [], "step_ratio": []})
+    for _, walk in sorted(group_by(entries, "pair").items()):
+        first, last = (names.index(n) for n in walk[0]["styles"])  # the walk goes from the first to the last
+        rho, step = steadiness({0: walk}, gram_of, g_mean[first], key=lambda e: e["t"])
+        per_pair[f"{names[first]}-{names[last]}"]["spearman"] += rho
+        per_pair[f"{names[first]}-{names[last]}"]["step_ratio"] += step
+    pairs = {k: {"spearman": float(np.mean(v["spearman"])), "step_ratio_max": float(np.max(v["step_ratio"])),
+                 "walks": len(v["spearman"])} for k, v in per_pair.items()}
+    summary = {"styles": len(names), "pairs": len(pairs),
+               "diversity_ratio_min": float(min(r["diversity_ratio"] for r in per_style.values())),
+               "gram_error_max": float(max(r["gram_error"] for r in per_style.values())),
+               "gram_error_mean": float(np.mean([r["gram_error"] for r in per_style.values()])),
+               "spearman_min": float(min(r["spearman"] for r in pairs.values())),
+               "step_ratio_max": float(max(r["step_ratio_max"] for r in pairs.values()))}
+    return {"samples": str(folder), "styles": names, "size": vae_config.size, "real_crops": crops,
+            "per_style": per_style, "per_pair": pairs, "summary": summary}
+
+
+def group_by(entries, key) -> dict:
+    out = defaultdict(list)
+    for e in entries:
+        out[e[key]].append(e)
+    return out
+
+
 def measure_cached(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 300) -> dict:
     """measure(), kept in FOLDER/sample_fidelity.json with what it was measured from (the report's version, the
     manifest's hash, the styles, the crop count and the pair cap) under "measured_from": a call on an unchanged
@@ -274,15 +332,17 @@ def measure_cached(folder: Path, style_specs=None, crops: int = 128, max_pairs: 
     return report
 
 
-def steadiness(by_pair: dict, gram_of: dict, g_a: np.ndarray) -> tuple[list[float], list[float]]:
-    """Per pair: the Spearman of t against the Gram distance to G_A, and the largest step / mean step along t."""
+def steadiness(by_pair: dict, gram_of: dict, g_a: np.ndarray, key=lambda e: e["weights"][-1]) \
+        -> tuple[list[float], list[float]]:
+    """Per pair: the Spearman of t (`key` of an entry; by default the weight of the last style) against the Gram
+    distance to G_A, and the largest step / mean step along t."""
     from stylizer_eval import spearman
 
     spearmans, step_ratios = [], []
     for _, group in sorted(by_pair.items()):
-        group = sorted(group, key=lambda e: e["weights"][-1])
+        group = sorted(group, key=key)
         g = np.stack([gram_of[e["file"]] for e in group])
-        spearmans.append(spearman([e["weights"][-1] for e in group], np.linalg.norm(g - g_a, axis=1)))
+        spearmans.append(spearman([key(e) for e in group], np.linalg.norm(g - g_a, axis=1)))
         steps = np.linalg.norm(np.diff(g, axis=0), axis=1)
         step_ratios.append(float(steps.max() / max(steps.mean(), 1e-12)))
     return spearmans, step_ratios

@@ -38,9 +38,9 @@ class StylizerConfig(RunControl):
     steps: int = 40000
     batch_size: int = 4
     lr: float = 1e-3
-    lr_schedule: str = "constant"    # or "cosine": from lr down to 0.05 x lr at the last step
+    lr_schedule: str = "cosine"      # from lr down to 0.05 x lr at the last step, or "constant"
     precision: str = "mixed_bfloat16"
-    content_layer: str = "relu2_2"
+    content_layer: str = "relu3_3"   # relu2_2 keeps finer detail and leaves the style less room
     content_weight: float = 1.0
     style_weight: float = 10.0
     tv_weight: float = 10.0

@@ -1,10 +1,11 @@
 """Is the feed-forward net as good as Gatys et al. on photos it never saw? For each painting and budget it trains
-the single-style net with the default recipe on the training photos, then stylizes the held-out photos and runs
+the single-style net with the recommended route at the CPU demo's budget (recipes/cpu-demo.toml) on the training
+photos, then stylizes the held-out photos and runs
 Gatys et al. (the same VGG16, losses and weights, started from the photo) on each of them, and compares per photo:
 content distance as LPIPS(photo, result), style loss (Gram) to the painting, and the whole training objective
 (content + style + total variation, with the run's weights). Each is reported as the net's value over Gatys's.
 
-    python benchmarks/quality.py                                  # 4 paintings x budgets 300 and 1200 steps
+    python benchmarks/quality.py                                  # 4 paintings x budgets 600 and 2400 steps
     python benchmarks/quality.py --style ../shared/data/styles/starry_night.jpg --budgets 300 --out runs/q1
     python benchmarks/quality.py --train-args "--recipe my.toml"  # another recipe, in another --out
 
@@ -148,7 +149,8 @@ def main(argv=None) -> int:
     ap.add_argument("--content", type=Path, action="append", default=[],
                     help="a training photo folder (repeat; default: content-train and content-train-more)")
     ap.add_argument("--held-out", type=Path, default=SHARED / "content", help="held-out photos")
-    ap.add_argument("--budgets", default="300,1200", help="comma-separated training steps, one net each")
+    ap.add_argument("--budgets", default="600,2400",
+                    help="comma-separated training steps (of the recipe's batch), one net each: the demo's and 4x")
     ap.add_argument("--size", type=int, default=128, help="training crop size")
     ap.add_argument("--eval-side", type=int, default=0,
                     help="shorter side of the held-out photos; 0: the training --size (the scale the net learnt)")
@@ -177,7 +179,8 @@ def main(argv=None) -> int:
         for b in budgets:
             run = args.out / f"{Path(style).stem}_{b}"
             t0 = time.perf_counter()
-            code = stylizer.main(["train", "--style", str(style), "--content", str(content), "--run-dir", str(run),
+            code = stylizer.main(["train", "--recipe", "cpu-demo", "--style", str(style), "--content", str(content),
+                                  "--run-dir", str(run),
                                   "--size", str(args.size), "--steps", str(b), "--log-every", "50",
                                   "--set", f"snapshot_every={b}", "--checkpoint-every", str(max(100, b // 4)),
                                   *shlex.split(args.train_args)])

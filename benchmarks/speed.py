@@ -170,6 +170,17 @@ def ours_train_step(conditioning: str, num_styles: int, batch: int, size: int, r
 def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int, make_step=S.make_train_step,
                       precision: str = "float32"):
     """A function running one compiled stylizer step (fresh weights, built under `precision`) on a fixed batch."""
+    import tensorflow as tf
+
+    run = stylizer_step(conditioning, num_styles, batch, size, make_step, precision)
+    content = tf.constant(np.random.default_rng(1).random((batch, size, size, 3), np.float32))
+    return lambda: run(content)
+
+
+def stylizer_step(conditioning: str, num_styles: int, batch: int, size: int, make_step=S.make_train_step,
+                  precision: str = "float32"):
+    """One compiled stylizer step (fresh weights, built under `precision`) as a function of a content batch, with
+    fixed style weights and Gram targets: content -> {loss, content, style, tv} as floats."""
     import keras
     import tensorflow as tf
 
@@ -180,19 +191,21 @@ def train_step_runner(conditioning: str, num_styles: int, batch: int, size: int,
 
     layers = list(STYLE_LAYERS)
     config = R.StylizerConfig(conditioning=conditioning, size=size, batch_size=batch, precision=precision)
+    keras.utils.set_random_seed(0)
     with dtype_policy(precision):
         vgg = vgg_features(layers, name="bench_vgg")
         content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")
         net = build_stylizer(num_styles, conditioning)
     optimizer = keras.optimizers.Adam(1e-3)
+    if precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(net.trainable_variables)
     step = make_step(net, vgg, content_vgg, optimizer, config, layers, make_strategy("default"))
     rng = np.random.default_rng(0)
-    content = tf.constant(rng.random((batch, size, size, 3), np.float32))
     weights = tf.constant(np.full((batch, num_styles), 1.0 / num_styles, np.float32))
     channels = {"relu1_2": 64, "relu2_2": 128, "relu3_3": 256, "relu4_3": 512}
     grams = {n: tf.constant(rng.random((batch, c, c), np.float32) * 0.01) for n, c in channels.items()}
-    return lambda: {k: float(v) for k, v in step(content, weights, grams).items()}
+    return lambda content: {k: float(v) for k, v in step(content, weights, grams).items()}
 
 
 def torch_train_step(batch: int, size: int, repeats: int) -> float:

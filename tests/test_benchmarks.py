@@ -3,6 +3,7 @@ and the PyTorch reference (benchmarks/torch_johnson.py) is the same network as o
 output for output. PyTorch comes from benchmarks/requirements.txt, which .ci/run installs; without it the reference
 test says so and skips."""
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -62,3 +63,11 @@ def test_the_pytorch_reference_is_our_network(conditioning, num_styles):
         got = reference(torch.from_numpy(image.transpose(0, 3, 1, 2)), torch.from_numpy(weights)).numpy()
     np.testing.assert_allclose(got.transpose(0, 2, 3, 1), want, atol=1e-4)
     assert np.abs(want[0] - want[1]).mean() > 1e-3  # the two images (and, with planes, weights) differ
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0(capsys):
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("a GPU is visible: run benchmarks/gpu_check.py itself")
+    assert load("gpu_check").main([]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert "no GPU is visible" in out[0] and json.loads(out[-1]) == {"device": None, "checked": False}

@@ -441,22 +441,6 @@ def test_endpoint_reach_lowers_the_error_by_moving_only_what_it_names(continuum_
     assert "means, decoder" in capsys.readouterr().err
 
 
-def test_continuum_figure_picks_the_demo_route_and_its_mixing_twin():
-    """benchmarks/multistyle_experiment.py: the continuum figure shows make demo's route next to the mixing net with
-    the same share at the ends; an experiment that trained no mixing net (a seed study of a few nets) gets none."""
-    exp = load_benchmark("multistyle_experiment")
-    route = "vae_texture-relu3_128px_mean"
-    vae_of = {name: "texture-relu3" for name in (route, f"{route}_anchored_ends50", f"{route}_anchored_ends50_cin")}
-    trained = ["mix_channels", "mix_channels_ends50", *vae_of]
-    assert exp.continuum_nets(trained, vae_of, 128, "_ends50") == (f"{route}_anchored_ends50", "mix_channels_ends50")
-    assert exp.continuum_nets(trained[:1] + [route], vae_of, 128, "_ends50") == (route, "mix_channels")
-    # a seed study: the single-style nets (not in the sweeps) and one twin, then with the mixing twins
-    cin = f"{route}_anchored_ends50_cin"
-    assert exp.continuum_nets([cin], vae_of, 128, "_ends50") == (cin, None)
-    assert exp.continuum_nets(["mix_channels_ends50", "mix_channels_ends50_cin", cin], vae_of, 128, "_ends50") == (
-        cin, "mix_channels_ends50_cin")
-
-
 def test_seed_spread_weighs_each_seed_by_its_single_style_nets(tmp_path, capsys):
     """benchmarks/seed_spread.py: the ratio of mean losses, where each net's loss is its ratio times its seed's
     single-style loss; nets missing from a seed are left out; a folder without results is a one-line error."""
