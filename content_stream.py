@@ -136,8 +136,9 @@ class ContentStream:
     several decoding threads at once."""
 
     def __init__(self, files, size: int, seed: int, bad_list: Path | None = None, shard=(0, 1),
-                 method: str = "opencv"):
+                 method: str = "opencv", folder=None):
         index, count = shard
+        self.folder = folder or (Path(files[0]).parent if files else "the content folder")
         self.all_files = list(files)
         self.files = self.all_files[index::count]  # this worker's share
         if not self.files:
@@ -174,7 +175,7 @@ class ContentStream:
         crops, tried = [], 0
         while len(crops) < batch_size:
             if tried > len(self.files):
-                raise RunError(f"no readable content photos among the {len(self.files)} of this run")
+                raise RunError(f"{self.folder}: no readable content photos among the {len(self.files)} of this worker")
             crop, ok = self.load(position)
             position, tried = position + 1, tried + 1
             if ok:
@@ -197,8 +198,9 @@ class ContentStream:
             except iu.ImageError as e:
                 errors.append((path, e))
         if not crops:  # one line, not one per file and then a traceback from inside tf.data
-            raise RunError(f"none of the {len(self.all_files)} content photos can be read (first: {errors[0][1]})"
-                           if errors else f"every content photo is listed in {self.bad_list} as unreadable")
+            raise RunError(f"{self.folder}: none of its {len(self.all_files)} content photos can be read (first: "
+                           f"{errors[0][1]})" if errors else
+                           f"{self.folder}: every content photo is listed in {self.bad_list} as unreadable")
         for path, e in errors:
             self.report_bad(path, e)
         return crops

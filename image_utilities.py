@@ -382,13 +382,6 @@ def image_grid(images, cols: int | None = None, pad: int = 2, background: float 
     return grid
 
 
-def quad_figure(input_a, input_b, recon_a, recon_b, labels=("input A", "input B")) -> np.ndarray:
-    """The original project's 2x2 figure: two inputs on top, their reconstructions below, labelled."""
-    la, lb = labels
-    return image_grid([input_a, input_b, recon_a, recon_b], cols=2, pad=4,
-                      captions=[la, lb, f"reconstruction of {la}", f"reconstruction of {lb}"])
-
-
 def make_gif(folder, out, fps: float = 4.0, pattern: str = "*") -> tuple[int, int]:
     """Animate the images in `folder` matching `pattern` (natural order) into a looping GIF. Frames of another size
     are resized to the first frame's size; unreadable files are skipped. Returns (frames written, files skipped)."""

@@ -224,6 +224,14 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         per_t.append(row)
 
     spearmans, step_ratios = steadiness(by_pair, gram_of, g_mean[a])
+    return {"samples": str(folder), "styles": specs, "size": vae_config.size, "real_crops": crops, "per_t": per_t,
+            "summary": summarize(per_t, floor[a], floor[b], spearmans, step_ratios),
+            "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
+
+
+def summarize(per_t: list[dict], floor_a: float, floor_b: float, spearmans, step_ratios) -> dict:
+    """The report's summary: the measures at t = 0 and 1, the pace, the steadiness over the pairs, and which of
+    TARGETS are met."""
     ends = {row["t"]: row for row in per_t}
     summary = {
         "diversity_ratio_t0": ends[0.0]["diversity_ratio"], "diversity_ratio_t1": ends[1.0]["diversity_ratio"],
@@ -234,22 +242,20 @@ def measure(folder: Path, style_specs=None, crops: int = 128, max_pairs: int = 3
         "gram_error_by_layer_t0": ends[0.0]["gram_error_by_layer"],
         "gram_error_by_layer_t1": ends[1.0]["gram_error_by_layer"],
         "frechet_t0": ends[0.0]["frechet"], "frechet_t1": ends[1.0]["frechet"],
-        "frechet_floor_A": floor[a], "frechet_floor_B": floor[b],
-        "frechet_vs_floor_t0": ends[0.0]["frechet"] / floor[a], "frechet_vs_floor_t1": ends[1.0]["frechet"] / floor[b],
+        "frechet_floor_A": floor_a, "frechet_floor_B": floor_b,
+        "frechet_vs_floor_t0": ends[0.0]["frechet"] / floor_a, "frechet_vs_floor_t1": ends[1.0]["frechet"] / floor_b,
         "progress_at_half": next((r["progress"] for r in per_t if r["t"] == 0.5), None),
         "energy_min": float(min(r["energy"] for r in per_t)),
         "spearman_mean": float(np.mean(spearmans)), "spearman_min": float(np.min(spearmans)),
         "step_ratio_max": float(np.max(step_ratios)), "step_ratio_mean": float(np.mean(step_ratios)),
-        "pairs": len(by_pair)}
+        "pairs": len(spearmans)}
     summary["targets_met"] = {
         "diversity": min(summary["diversity_ratio_t0"], summary["diversity_ratio_t1"]) >= TARGETS["diversity_ratio"],
         "endpoint_gram_error": max(summary["gram_error_t0"], summary["gram_error_t1"])
         <= TARGETS["endpoint_gram_error"],
         "spearman": summary["spearman_mean"] >= TARGETS["spearman"],
         "steps": summary["step_ratio_max"] <= TARGETS["step_ratio"]}
-    return {"samples": str(folder), "styles": specs, "size": vae_config.size, "real_crops": crops, "per_t": per_t,
-            "summary": summary,
-            "per_pair": {"spearman": spearmans, "step_ratio": step_ratios}}
+    return summary
 
 
 def measure_styles(folder: Path, crops: int = 64, max_pairs: int = 100) -> dict:

@@ -25,7 +25,7 @@ from run_config import RunError
 MANIFEST, SAMPLER_JSON, GRAM_CACHE = "manifest.jsonl", "sampler.json", "grams.npz"
 
 
-LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before issue 11
+LEGACY_KEYS = {"steps": "points", "styles": "pair"}  # sampler.json keys of folders written before a rename
 
 
 class ManifestError(RunError):

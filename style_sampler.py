@@ -81,7 +81,7 @@ def style_pairs(names, chosen: str) -> list[tuple[int, int]]:
 
 def pair_latents(latents: dict, config: SamplerConfig, p: int, pairs) -> tuple[int, int, np.ndarray, np.ndarray]:
     """Style indices and the two drawn latents of pair `p`, from a generator seeded by (seed, p) alone. `gaussian`:
-    from each style's Gaussian, with the covariance in latents.npz (VAEs since issue 12; older files give
+    from each style's Gaussian, with the covariance in latents.npz (VAEs since 2026-11-29; older files give
     per-dimension draws). `posterior`: from the aggregate posterior itself, a mixture with one component per encoded
     crop: a random crop's code plus its own posterior noise."""
     from vae_latents import latent_spread

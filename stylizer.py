@@ -119,10 +119,11 @@ def train(config: StylizerConfig, run_dir) -> int:
     if config.batch_size % share[1]:
         raise RunError(f"--batch-size {config.batch_size} must be divisible by the {share[1]} workers")
     files = content_files(config.content, run.path)  # listed once, then read from the run folder
-    stream = ContentStream(files, config.size, config.seed, run.path / "bad_content.txt" if chief else None, share)
+    stream = ContentStream(files, config.size, config.seed, run.path / "bad_content.txt" if chief else None, share,
+                           folder=config.content)
     keras.utils.set_random_seed(config.seed)
     with strategy.scope(), dtype_policy(config.precision):
-        net = build_stylizer(targets.num_styles, config.conditioning, config.residual)
+        net = build_stylizer(targets.num_styles, config.conditioning)
         optimizer = keras.optimizers.Adam(config.lr)
         if config.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
@@ -410,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("serve", serve_command, "a local web studio: stylize with live sliders and a painted strength map, "
                                         "browse the style samples")
     p.add_argument("--run-dir", type=Path, required=True, help="a trained stylizer run folder")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 exposes it to your network)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to bind; the studio answers only requests that name it (or 127.0.0.1, localhost) "
+                        "as their Host: from another machine, bind an address it can reach, or tunnel with ssh -L")
     p.add_argument("--port", type=int, default=7860, help="port to serve on (0: any free port)")
     p.add_argument("--samples", type=Path, help="style-sample folder to browse (default: the run's --samples)")
     p.add_argument("--max-pixels", type=int, default=16_000_000, help="largest upload accepted, in pixels")

@@ -321,7 +321,8 @@ def tiled_stylize(net, image: np.ndarray, weights, tile: int, overlap: int | Non
     for top in _starts(h, tile, stride):
         for left in _starts(w, tile, stride):
             bottom, right = min(top + tile, h), min(left + tile, w)
-            t0, l0, t1, l1 = max(0, top - margin), max(0, left - margin), min(h, bottom + margin), min(w, right + margin)
+            t0, l0 = max(0, top - margin), max(0, left - margin)
+            t1, l1 = min(h, bottom + margin), min(w, right + margin)
             with mode(t0, t1, l0, l1):
                 piece = stylize_array(net, image[t0:t1, l0:l1], weights)
             piece = piece[top - t0:top - t0 + bottom - top, left - l0:left - l0 + right - left]

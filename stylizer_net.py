@@ -88,17 +88,6 @@ class CropLike(layers.Layer):
         return x[:, :shape[1], :shape[2], :]
 
 
-class PhotoLogits(layers.Layer):
-    """The logits of an RGB image in [0, 1] (clipped to [EPS, 1 - EPS] first): what a sigmoid turns back into the
-    image. The residual output adds the network's change to them (build_stylizer, residual=True)."""
-
-    EPS = 0.01  # logits within +-4.6: a change of that size reaches any colour
-
-    def call(self, x):
-        p = tf.clip_by_value(tf.cast(x, tf.float32), self.EPS, 1.0 - self.EPS)
-        return tf.math.log(p) - tf.math.log1p(-p)
-
-
 def resize_like(values, x):
     """A per-pixel map [1, H, W, K] (at the padded input's size) resized to the height and width of activation `x`
     (bilinear, antialiased when shrinking), float32."""
@@ -312,7 +301,7 @@ class ModulatedInstanceNorm(layers.Layer):
 
 # Registered for Keras serialization: a saved model (model.save, keras.saving.load_model) finds them by name.
 for _layer in (NearestUpsample, ReflectionPad, PadToMultiple, CropLike, StyleChannels, InstanceNorm,
-               ModulatedInstanceNorm, BlockedConv2D, PhotoLogits):
+               ModulatedInstanceNorm, BlockedConv2D):
     keras.saving.register_keras_serializable(package="stylizer")(_layer)
 
 
@@ -406,15 +395,12 @@ def unfused_norms(net):
 # --------------------------------------------------------------------------------------------------------------------
 # The network
 
-def build_stylizer(num_styles: int, conditioning: str = "channels", residual: bool = False, name: str = "stylizer"):
+def build_stylizer(num_styles: int, conditioning: str = "channels", name: str = "stylizer"):
     """The Johnson et al. transformation network as a named keras.Model taking {"image": [B,H,W,3] in [0,1],
     "weights": [B, num_styles]} and returning [B,H,W,3] in [0,1], for any H and W. `conditioning`: channels,
-    balance, cin or none (see stylizer.py).
-
-    residual: the network's last convolution starts at zero and its output is added to the photo's logits
-    (PhotoLogits) before the sigmoid, so an untrained net returns the photo itself (within the 1% clip) and training
-    learns a change of it, as Gatys et al.'s optimisation starts from the photo; the content is there from step 0
-    instead of being learnt from noise. Without it, the layers are those of runs made before the option."""
+    balance, cin or none (see stylizer.py). (An output that adds a learned change to the photo itself, so that an
+    untrained net returns the photo, kept the content at a CPU budget but learnt half as much style: measured and
+    not adopted, docs/results-quality.md.)"""
     if conditioning == "balance" and num_styles != 2:
         raise ValueError(f"balance conditioning needs exactly 2 styles, got {num_styles}")
     image = keras.Input((None, None, 3), name="image")
@@ -447,7 +433,7 @@ def build_stylizer(num_styles: int, conditioning: str = "channels", residual: bo
         x = norm(x)
         return layers.ReLU()(x) if relu else x
 
-    x = padded = PadToMultiple(4)(image)
+    x = PadToMultiple(4)(image)
     if plane_values is not None:
         x = StyleChannels(conditioning)([x, weights])  # RGB plus the style planes, the original design
     x = conv(x, 32, 9)
@@ -460,11 +446,7 @@ def build_stylizer(num_styles: int, conditioning: str = "channels", residual: bo
         x = NearestUpsample()(x)
         x = conv(x, filters, 3)
     x = ReflectionPad(4)(x)
-    if residual:
-        x = BlockedConv2D(3, 9, padding="valid", kernel_initializer="zeros")(x)
-        x = layers.Add(dtype="float32")([PhotoLogits(dtype="float32")(padded), x])
-    else:
-        x = BlockedConv2D(3, 9, padding="valid")(x)
+    x = BlockedConv2D(3, 9, padding="valid")(x)
     x = layers.Activation("sigmoid", dtype="float32")(x)
     x = CropLike()([x, image])
     return keras.Model({"image": image, "weights": weights}, x, name=name)

@@ -28,7 +28,6 @@ class StylizerConfig(RunControl):
     style_images: tuple = ()         # or style images: one (a single-style net) or more (direct Gram mixing)
     content: str = ""                # the folder of content photos (COCO's train2014 in real use)
     conditioning: str = "cin"        # how the style weights enter the net ("none" for a single style)
-    residual: bool = False           # the net's output is the photo plus a learned change (stylizer_net.build_stylizer)
     style_targets: str = "mean"      # a sample's (crop's) own Gram, or "mean": the mean over its style weights
     anchor_ends: bool = True         # samples: shift targets so the pure styles' mean is the painting's own Gram
     end_share: float = 0.5           # the share of examples drawn at a pure style (t = 0 or 1; a sample of one style)
@@ -51,9 +50,11 @@ class StylizerConfig(RunControl):
 
     RENAMED_KEYS = {"styles": "samples"}  # config.json of older runs (see run_config.current_keys)
     # What runs made before a field existed, or before the defaults became the recommended route, were trained with.
-    MISSING_MEANS = {"residual": False, "lr_schedule": "constant", "style_targets": "each", "anchor_ends": False, "end_share": 0.0,
+    MISSING_MEANS = {"lr_schedule": "constant", "style_targets": "each", "anchor_ends": False, "end_share": 0.0,
                      "conditioning": "channels", "precision": "float32", "strength_draw": "uniform",
                      "style_crop_size": 0, "size": 224}
+    # Settings measured and removed, with the one value the code still has: a run made with another is refused.
+    REMOVED = {"residual": False}
     CHOICES = {"conditioning": CONDITIONINGS, "strength_draw": ("uniform", "ends"), "style_targets": STYLE_TARGETS,
                "precision": PRECISIONS, "content_layer": ("relu2_2", "relu3_3"), "lr_schedule": LR_SCHEDULES}
     AT_LEAST = {"size": 16, "steps": 1, "batch_size": 1, "lr": 0.0, "end_share": 0.0, "style_crop_size": 0,
@@ -70,7 +71,7 @@ def load_stylizer(run_dir):
     config = read_config(run_dir, StylizerConfig, "stylizer")
     names = read_style_names(run_dir, config)
     with dtype_policy("float32"):  # inference in float32 whatever the training precision
-        net = build_stylizer(len(names), config.conditioning, config.residual)
+        net = build_stylizer(len(names), config.conditioning)
     restore_latest(run_dir, net=net)
     return net, config, names
 

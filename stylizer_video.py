@@ -1,5 +1,5 @@
 """Stylized video: every frame of a clip at its strength (or a strength map), made temporally consistent with
-`stylize --video --stable MODE` (stylizer_run.STABLE_MODES; benchmarks/video_stability.py measures each):
+`stylize --video --stable MODE` (stylizer_run.STABLE_MODES; video_stability.py measures each):
 
 - stats: instance-norm statistics smoothed across frames (stylizer_net.smoothed_statistics);
 - flow: where the optical flow between the input frames is reliable (DIS, forward-backward check), blend the

@@ -82,7 +82,7 @@ def make_train_step(vae: VAE, optimizer, config: VAEConfig, strategy, vgg=None, 
     (2k, 2k+1) of each replica's share: with --path-weight the decoder also decodes one point between each pair's
     codes (at its own t), under the noise of the pair's first crop.
 
-    Speed (issue 16): the share is first reordered so that pair k is (k, k + B/2), which turns every split of the
+    Speed: the share is first reordered so that pair k is (k, k + B/2), which turns every split of the
     feature maps into contiguous halves (a strided slice's gradient scatters into zeros the size of the batch); VGG
     runs once on all decodes and once on the crops, and each Gram is computed once and shared by the gram
     reconstruction and the continuum terms. benchmarks/reference_steps.py keeps the step before these changes;
@@ -190,7 +190,7 @@ def recalibrate_norms(vae: VAE, styles, config: VAEConfig, batches: int = NORM_B
 
     Why: training normalises with each batch's statistics, sampling with the moving averages, and at the learning
     rates the VAE trains with those averages (momentum 0.99: the last ~100 steps' weights) lag the weights. A run
-    measured in issue 12 encoded both paintings as the honeycomb's colours in inference mode while its training-mode
+    measured on 2026-11-30 encoded both paintings as the honeycomb's colours in inference mode while its training-mode
     reconstructions were right; with recalibrated statistics the two modes agree. Training itself never reads the
     moving averages, so recalibrating changes no training step."""
     norms = {m: batch_norms(m) for m in (vae.encoder, vae.decoder)}
@@ -283,6 +283,13 @@ def fixed_snapshot_inputs(styles, config: VAEConfig, n_per_style: int = 2):
     return np.stack(crops), z, noise
 
 
+def quad_figure(input_a, input_b, recon_a, recon_b, labels=("input A", "input B")) -> np.ndarray:
+    """The original project's 2x2 figure: two inputs on top, their reconstructions below, labelled."""
+    la, lb = labels
+    return iu.image_grid([input_a, input_b, recon_a, recon_b], cols=2, pad=4,
+                      captions=[la, lb, f"reconstruction of {la}", f"reconstruction of {lb}"])
+
+
 def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
     recon = vae.reconstruct(crops)
     decoded = vae.decode(z, noise)
@@ -296,7 +303,7 @@ def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):
     # The original project's quad figure: one crop of two styles over their reconstructions.
     for i in range(per):
         a, b = i, per + i if len(names) > 1 else i
-        quad = iu.quad_figure(crops[a], crops[b], recon[a], recon[b], labels=(names[0], names[min(1, len(names) - 1)]))
+        quad = quad_figure(crops[a], crops[b], recon[a], recon[b], labels=(names[0], names[min(1, len(names) - 1)]))
         iu.save_image(run.path / f"quad_{i}.png", quad)
 
 

@@ -2,7 +2,7 @@
 and `vae_keras.py encode`, read by style_sampler.py.
 
 Arrays: `styles` [S] names, `mean` [S, D] and `std` [S, D] of each style's posterior means over random crops,
-`cov` [S, D, D] the covariance of its aggregate posterior (VAEs trained since issue 12; the sampler falls back to
+`cov` [S, D, D] the covariance of its aggregate posterior (VAEs trained since 2026-11-29; the sampler falls back to
 `std` without it), `crops` how many crops per style, and `codes` [S, crops, D] / `code_std` [S, crops, D] each crop's
 posterior mean and std (written since `style_sampler.py --draw posterior`, which draws from them).
 """
@@ -20,8 +20,9 @@ from style_images import training_crops
 
 def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) -> dict:
     """Each style's codes over `crops` random crops, summarised as a Gaussian: mean and per-dimension std of the
-    posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance: codes of real crops are correlated across
-    dimensions, and independent draws per dimension land off the codes the decoder has seen."""
+    posterior means, and the full covariance of the aggregate posterior. The sampler draws from the full covariance:
+    codes of real crops are correlated across dimensions, and independent draws per dimension land off the codes
+    the decoder has seen."""
     rng = np.random.default_rng([config.seed, 424242])
     means, stds, covs, codes, code_stds = [], [], [], [], []
     for style in styles:
@@ -50,7 +51,7 @@ def encode_styles(vae, styles, names, config, crops: int, batch_size: int = 32) 
 
 def latent_spread(latents: dict, k: int, e: np.ndarray) -> np.ndarray:
     """Style k's deviation from its mean code for standard normal draws `e` ([D], or [n, D]): L e with L L^T its
-    covariance (`cov`), or its per-dimension `std` times e for files written before issue 12."""
+    covariance (`cov`), or its per-dimension `std` times e for older files."""
     if "cov" not in latents:
         return latents["std"][k] * e
     return (covariance_factor(latents["cov"][k]) @ np.asarray(e).T).T

@@ -4,7 +4,7 @@
     build_texture_decoder           the decoder whose layout comes from the noise alone (--decoder texture)
     VAE                             the pair, with numpy encode / decode / reconstruct
     kl_divergence, bce_from_logits, reconstruction_loss      per-example ELBO terms
-    texture_features, path_loss, endpoint_loss, diversity_loss   the continuum terms (issue 12)
+    texture_features, path_loss, endpoint_loss, diversity_loss   the continuum terms
     decoder_noise, interpolate      the arrangement noise of a sample, and paths between latents
 
 Decoder: z -> small dense seed map (size/32 square) -> five nearest-upsample conv blocks -> 3-channel logits. There
@@ -13,7 +13,7 @@ is no final fully connected layer (the original design: it is what made 224 px f
 StyleGAN's noise inputs, Karras et al. 2019, arXiv 1812.04948) at every resolution: the code z says *which* style,
 the noise *where* its strokes fall. Without it, a code of a few dozen numbers has to carry both, and a texture loss
 (which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture. Measured in
-issue 12, this `seed` decoder learned to ignore the injected noise; the `texture` decoder has no other spatial input.
+2026-11-29, this `seed` decoder learned to ignore the injected noise; the `texture` decoder has no other spatial input.
 """
 from __future__ import annotations
 
@@ -312,7 +312,7 @@ def reconstruction_loss(kind: str, logits, target, vgg=None, features=None, gram
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# Continuum terms (issue 12). Grams are at TEXTURE_LAYERS; each term is per example or per pair, scaled like the
+# Continuum terms. Grams are at TEXTURE_LAYERS; each term is per example or per pair, scaled like the
 # reconstruction (times the pixel count) so the weights read as multiples of the Gram reconstruction term.
 
 def texture_grams(features, layers=TEXTURE_LAYERS) -> dict:

@@ -1,4 +1,4 @@
-"""The op-level choices of issue 16, each timed against the op it replaced in the same run (forward, and forward +
+"""The op-level choices of the speed work, each timed against the op it replaced in the same run (forward, and forward +
 backward), at the shapes the networks use:
 
     python benchmarks/micro_ops.py [--repeats 10]

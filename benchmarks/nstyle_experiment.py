@@ -26,11 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import shlex
 import sys
 import time
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -238,7 +236,8 @@ def write_figures(folder: Path, args, styles, runs: dict):
     walks = sorted({e["pair"] for e in entries})
     chosen = [next(p for p in walks if next(e for e in entries if e["pair"] == p)["styles"] == [names[i], names[j]])
               for i, j in ((0, 1), (3, 5), (6, 7))]
-    tiles = [iu.put_label(big(iu.load_image(args.out / "samples" / e["file"])), f"{'-'.join(e['styles'])} t={e['t']:.2f}")
+    tiles = [iu.put_label(big(iu.load_image(args.out / "samples" / e["file"])),
+                          f"{'-'.join(e['styles'])} t={e['t']:.2f}")
              for p in chosen for e in sorted((e for e in entries if e["pair"] == p), key=lambda e: e["t"])]
     iu.save_image(folder / "nstyle_samples.png", iu.image_grid(tiles, cols=len(tiles) // len(chosen)))
 
@@ -289,11 +288,9 @@ def main(argv=None) -> int:
     summary = summarize(results)
     print_tables(results, summary)
     if args.record:
-        command = "python benchmarks/nstyle_experiment.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-        record = {**summary, "date": date.today().isoformat(), "command": command.strip(),
-                  "machine": f"{platform.processor() or platform.machine()}, {len(__import__('os').sched_getaffinity(0))} cores",
-                  "minutes": (time.perf_counter() - t0) / 60}
-        iu.atomic_write_json(ROOT / "docs" / "results" / "nstyle.json", record)
+        from records import write_record
+
+        write_record("nstyle", summary, "benchmarks/nstyle_experiment.py", argv, (time.perf_counter() - t0) / 60)
     print(json.dumps(summary))
     return 0
 

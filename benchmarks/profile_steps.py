@@ -1,4 +1,4 @@
-"""Where the time goes: traces the three workloads of issue 16 with the TensorFlow profiler and splits the time of
+"""Where the time goes: traces the three workloads of the speed work with the TensorFlow profiler and splits the time of
 the TensorFlow ops by part of the computation, read from the op names the trace records.
 
     python benchmarks/profile_steps.py [--steps 5] [--trace-dir runs/bench/profile] [--json OUT]

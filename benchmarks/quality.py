@@ -1,9 +1,9 @@
 """Is the feed-forward net as good as Gatys et al. on photos it never saw? For each painting and budget it trains
 the single-style net with the recommended route at the CPU demo's budget (recipes/cpu-demo.toml) on the training
-photos, then stylizes the held-out photos and runs
-Gatys et al. (the same VGG16, losses and weights, started from the photo) on each of them, and compares per photo:
-content distance as LPIPS(photo, result), style loss (Gram) to the painting, and the whole training objective
-(content + style + total variation, with the run's weights). Each is reported as the net's value over Gatys's.
+photos, then stylizes the held-out photos and runs Gatys et al. (the same VGG16, losses and weights, started from the
+photo) on each of them, and compares per photo: content distance as LPIPS(photo, result), style loss (Gram) to the
+painting, and the whole training objective (content + style + total variation, with the run's weights). Each is
+reported as the net's value over Gatys's.
 
     python benchmarks/quality.py                                  # 4 paintings x budgets 600 and 2400 steps
     python benchmarks/quality.py --style ../shared/data/styles/starry_night.jpg --budgets 300 --out runs/q1
@@ -11,10 +11,11 @@ content distance as LPIPS(photo, result), style loss (Gram) to the painting, and
 
 Defaults: paintings starry_night and the_scream (../shared/data/styles), la_muse and wave (styles-extra); training
 photos: the 32 of ../shared/data/content-train and content-train-more; held-out photos: ../shared/data/content,
-whole, at the scale the net trained at (shorter side --size, as training resizes its photos before cropping). Everything resumes: the nets are run folders under OUT, each Gatys
-result is cached under OUT/gatys/ with its losses. Writes OUT/results.json (and, with --figure, the side-by-side
-picture of the first painting: photo, Gatys, the net at each budget); the last line printed is the JSON summary:
-per budget `lpips_vs_gatys`, `style_vs_gatys`, `total_vs_gatys` (means over photos and paintings of the ratios).
+whole, at the scale the net trained at (shorter side --size, as training resizes its photos before cropping).
+Everything resumes: the nets are run folders under OUT, each Gatys result is cached (OUT/gatys/, or --gatys-cache)
+by painting, photo, size and loss weights. Writes OUT/results.json (and, with --figure, the side-by-side picture of
+the first painting: photo, Gatys, the net at each budget); the last line printed is the JSON summary: per budget
+`lpips_vs_gatys`, `style_vs_gatys`, `total_vs_gatys` (means over photos and paintings of the ratios).
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import image_utilities as iu  # noqa: E402
 
@@ -38,6 +40,9 @@ DEFAULT_STYLES = [SHARED / "styles" / "starry_night.jpg", SHARED / "styles" / "t
                   SHARED / "styles-extra" / "la_muse.jpg", SHARED / "styles-extra" / "wave.jpg"]
 DEFAULT_TRAIN = [SHARED / "content-train", SHARED / "content-train-more"]
 METRICS = ("lpips", "style", "content", "tv", "total")
+# Targets, mean over photos and paintings: at the demo's budget, and at four times it.
+TARGETS = {"demo": {"lpips_vs_gatys": 1.05, "style_vs_gatys": 1.5}, "4x": {"lpips_vs_gatys": 1.0,
+                                                                          "style_vs_gatys": 1.3}}
 
 
 def training_folder(folders, out: Path) -> Path:
@@ -160,6 +165,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gatys-cache", type=Path, help="where Gatys results are kept (default: OUT/gatys); share it "
                                                      "between experiments with the same loss weights")
     ap.add_argument("--figure", type=Path, help="write the side-by-side picture of the first painting here")
+    ap.add_argument("--record", action="store_true", help="write docs/results/quality.json from this run")
     args = ap.parse_args(argv)
     budgets = [int(b) for b in args.budgets.split(",") if b.strip()]
     styles = args.style or DEFAULT_STYLES
@@ -208,8 +214,15 @@ def main(argv=None) -> int:
         s = summary[str(b)]
         print(f"{b} steps: LPIPS {s['lpips_vs_gatys']:.3f}x Gatys, style {s['style_vs_gatys']:.3f}x, "
               f"total {s['total_vs_gatys']:.3f}x")
-    print(json.dumps({str(b): {k: round(v, 4) for k, v in summary[str(b)].items() if not k.endswith("_range")}
-                      for b in budgets}))
+    brief = {str(b): {k: round(v, 4) for k, v in summary[str(b)].items() if not k.endswith("_range")}
+             for b in budgets}
+    if args.record:
+        from records import write_record
+
+        write_record("quality", {"per_budget": summary, "budgets": budgets, "paintings": list(per_painting),
+                                 "targets": TARGETS, "per_painting": results["per_painting"]},
+                     "benchmarks/quality.py", argv)
+    print(json.dumps(brief))
     return 0
 
 

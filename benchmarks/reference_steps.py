@@ -1,4 +1,4 @@
-"""Reference training steps: the implementations as they were before the speed work of issue 16 (2026-11-30), kept
+"""Reference training steps: the implementations as they were before the speed work of 2026-11-30, kept
 so that speed.py can time the current steps against them in the same run and the tests can check that the fast
 steps compute the same losses.
 
@@ -27,7 +27,7 @@ def _grams(features, names):
 
 
 def vae_step(vae, optimizer, config, strategy, vgg=None, style_grams=None):
-    """The VAE step before issue 16; same arguments and outputs as vae_keras.make_train_step's step."""
+    """The VAE step before the speed work; same arguments and outputs as vae_keras.make_train_step's step."""
     import tensorflow as tf
 
     from perceptual import content_loss, style_loss
@@ -107,7 +107,7 @@ def vae_step(vae, optimizer, config, strategy, vgg=None, style_grams=None):
 
 
 def stylizer_step(net, vgg, content_vgg, optimizer, config, layers, strategy):
-    """The stylizer step before issue 16 (its Grams an einsum); same arguments and outputs as
+    """The stylizer step before the speed work (its Grams an einsum); same arguments and outputs as
     stylizer.make_train_step's step. (The fused instance norm's folded scale and shift are in the network, which
     both steps share.)"""
     import stylizer

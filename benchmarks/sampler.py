@@ -23,8 +23,8 @@ import vae_keras as V  # noqa: E402
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--size", type=int, default=224, help="VAE image size (a multiple of 32)")
-    ap.add_argument("--set", f"latent_dim={type}"=int, default=V.VAEConfig.latent_dim, help="VAE latent dimensions")
-    ap.add_argument("--set", f"width={type}"=int, default=V.VAEConfig.width, help="channels of the VAE's first conv")
+    ap.add_argument("--latent-dim", type=int, default=V.VAEConfig.latent_dim, help="VAE latent dimensions")
+    ap.add_argument("--width", type=int, default=V.VAEConfig.width, help="channels of the VAE's first conv")
     ap.add_argument("--batch-sizes", default="1,8,16,32,64", help="decode batch sizes to time")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats per batch size (the median counts)")
     args = ap.parse_args(argv)

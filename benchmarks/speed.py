@@ -9,9 +9,9 @@ Figures:
   forward pass of our stylizer (float32 and mixed_bfloat16) vs the same network in PyTorch, per size;
   one training step (batch 4 at 256, VGG16 losses) ours (float32 and mixed_bfloat16) vs PyTorch (float32);
   multi-style training step (channels and cin, 2 styles) vs single-style;
-  the VAE training step of `make demo`'s configuration when issue 16 was filed (ISSUE16_VAE, the seed decoder) vs the
-  step before issue 16's speed work
-  (benchmarks/reference_steps.py), in alternating blocks;
+  the VAE training step of SEED_DECODER_VAE (the continuum terms with the seed decoder, the configuration the speed
+  work of 2026-11-30 was measured on) vs the step before that work (benchmarks/reference_steps.py), in alternating
+  blocks;
   feed-forward stylize vs Gatys optimisation (500 iterations, extrapolated from measured iterations) at 512;
   peak memory of a tiled (512 px) stylize of a --huge x --huge image (0 skips it).
 Each time is also given as achieved GFLOP/s and as a fraction of the peak of its precision, from FLOPs counted
@@ -239,25 +239,24 @@ def optimize_iteration(size: int) -> float:
 
 
 def vae_steps(repeats: int) -> dict:
-    """Seconds per VAE step of ISSUE16_VAE (make demo's VAE when issue 16 was filed): the reference step (float32,
-    before issue 16), today's step in float32, and today's step in mixed_bfloat16 (as make demo runs), timed in
-    alternating blocks."""
+    """Seconds per VAE step of SEED_DECODER_VAE: the reference step (float32, before the speed work), today's step in
+    float32, and today's step in mixed_bfloat16 (as make demo runs), timed in alternating blocks."""
     from reference_steps import vae_step
     from vae_cost import build, builtin_config, seconds_per_step
 
-    config, styles = builtin_config(**ISSUE16_VAE)
+    config, styles = builtin_config(**SEED_DECODER_VAE)
     bf16 = dataclasses.replace(config, precision="mixed_bfloat16")
     variants = {"reference": build(config, styles, vae_step), "float32": build(config, styles),
                 "mixed_bfloat16": build(bf16, styles)}
     return seconds_per_step(variants, repeats, 3) | {"flops": vae_step_flops(config)}
 
 
-# The VAE of `make demo` when issue 16 was filed (the seed decoder): the configuration its target "the VAE step of the
-# demo halved" is measured on (vae_step_vs_baseline). Each caller sets its training precision.
-ISSUE16_VAE = dict(size=64, style_size=128, latent_dim=32, batch_size=16, lr=1e-3, beta=0.02, recon="gram",
-                   **CONTINUUM)
-# The VAE `make demo` trains now (Makefile, stage 2): the texture decoder without a feature term (profile_steps.py).
-DEMO_VAE = dict(ISSUE16_VAE, decoder="texture", feature_weight=0.0)
+# The continuum VAE with the seed decoder and its layout term: the configuration the target "the VAE step halved" of the
+# speed work is measured on (vae_step_vs_baseline). Each caller sets its training precision.
+SEED_DECODER_VAE = dict(size=64, style_size=128, latent_dim=32, batch_size=16, lr=1e-3, beta=0.02, recon="gram",
+                        decoder="seed", feature_weight=0.1, lr_schedule="constant", **CONTINUUM)
+# The VAE `make demo` trains (the recommended route): the texture decoder without a feature term (profile_steps.py).
+DEMO_VAE = dict(SEED_DECODER_VAE, decoder="texture", feature_weight=0.0, lr_schedule="cosine")
 
 
 HUGE = r"""
@@ -279,7 +278,7 @@ print(f"{base:.0f} {peak:.0f} {seconds:.1f} {out.shape[0]}x{out.shape[1]}")
 """
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=iu.HelpFormatter)
     ap.add_argument("--sizes", default="224,512,1024", help="image sides of the forward-pass comparison")
     ap.add_argument("--repeats", type=int, default=5, help="timed repeats of each figure (the median counts)")
@@ -288,18 +287,11 @@ def main(argv=None) -> int:
     ap.add_argument("--huge", type=int, default=4096, help="side of the tiled-stylize memory test; 0 skips it")
     ap.add_argument("--out", type=Path, help="write the ratios here as JSON (default: print them only)")
     ap.add_argument("--xla", action="store_true", help="also time the forward and training step compiled by XLA")
-    args = ap.parse_args(argv)
-    import tensorflow as tf
-    import torch
+    return ap
 
-    import reference_steps
 
-    print(f"TensorFlow {tf.__version__} ({tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
-          f"threads), PyTorch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
-    peak = {"float32": gemm_peak("float32", args.repeats), "mixed_bfloat16": gemm_peak("bfloat16", args.repeats)}
-    print(f"dense matmul peak through TensorFlow: float32 {peak['float32']:.0f} GFLOP/s, "
-          f"bfloat16 {peak['mixed_bfloat16']:.0f} GFLOP/s", flush=True)
-    result = {"peak_gflops_float32": peak["float32"], "peak_gflops_bfloat16": peak["mixed_bfloat16"]}
+def forward_figures(args, peak: dict, result: dict):
+    """Our forward pass (float32 and bfloat16) against PyTorch's at each --sizes."""
     for size in [int(s) for s in args.sizes.split(",")]:
         flops = stylizer_forward_flops(size)
         ours = ours_forward(size, "float32", args.repeats)
@@ -312,14 +304,22 @@ def main(argv=None) -> int:
         print(f"forward {size}x{size} ({flops / 1e9:.1f} GFLOP): ours {ours * 1000:.0f} ms "
               f"({speed(ours, flops, peak['float32'])}), ours bf16 {ours_bf16 * 1000:.0f} ms "
               f"({speed(ours_bf16, flops, peak['mixed_bfloat16'])}), PyTorch {theirs * 1000:.0f} ms "
-              f"({flops / theirs / 1e9:.0f} GFLOP/s) -> ours/PyTorch {ours / theirs:.2f}x (bf16 {ours_bf16 / theirs:.2f}x)",
-              flush=True)
+              f"({flops / theirs / 1e9:.0f} GFLOP/s) -> ours/PyTorch {ours / theirs:.2f}x "
+              f"(bf16 {ours_bf16 / theirs:.2f}x)", flush=True)
         if args.xla:
             xla = ours_forward(size, "float32", args.repeats, xla=True)
             result[f"infer_{size}_xla_vs_plain"] = xla / ours
             print(f"  XLA (jit_compile) float32: {xla * 1000:.0f} ms, {xla / ours:.2f}x the plain forward", flush=True)
     if 512 in [int(s) for s in args.sizes.split(",")]:
         result["forward_fraction_of_peak"] = result["forward_512_fraction_of_peak"]
+
+
+def train_figures(args, peak: dict, result: dict):
+    """The training step: ours (float32, bfloat16, multi-style) against the reference step and PyTorch's."""
+    import tensorflow as tf
+
+    import reference_steps
+
     b, sz = args.train_batch, args.train_size
     flops = train_step_flops(b, sz)
     single = ours_train_step("none", 1, b, sz, args.repeats)
@@ -328,16 +328,13 @@ def main(argv=None) -> int:
     before = ours_train_step("channels", 2, b, sz, args.repeats, reference_steps.stylizer_step)
     bf16 = ours_train_step("channels", 2, b, sz, args.repeats, precision="mixed_bfloat16")
     theirs = torch_train_step(b, sz, args.repeats)
-    result["train_vs_torch"] = channels / theirs
-    result["train_bf16_vs_torch"] = bf16 / theirs
-    result["train_bf16_fraction_of_peak"] = flops / bf16 / 1e9 / peak["mixed_bfloat16"]
-    result["train_vs_baseline"] = channels / before
-    result["train_fraction_of_peak"] = flops / channels / 1e9 / peak["float32"]
-    result["multi_channels_vs_single"] = channels / single
-    result["multi_cin_vs_single"] = cin / single
-    result["multi_vs_single"] = max(channels, cin) / single
+    result.update(train_vs_torch=channels / theirs, train_bf16_vs_torch=bf16 / theirs,
+                  train_bf16_fraction_of_peak=flops / bf16 / 1e9 / peak["mixed_bfloat16"],
+                  train_vs_baseline=channels / before, train_fraction_of_peak=flops / channels / 1e9 / peak["float32"],
+                  multi_channels_vs_single=channels / single, multi_cin_vs_single=cin / single,
+                  multi_vs_single=max(channels, cin) / single)
     print(f"train step (batch {b} at {sz}, VGG16 losses, {flops / 1e9:.0f} GFLOP): ours {channels * 1000:.0f} ms "
-          f"({speed(channels, flops, peak['float32'])}), before issue 16 {before * 1000:.0f} ms, PyTorch "
+          f"({speed(channels, flops, peak['float32'])}), before the speed work {before * 1000:.0f} ms, PyTorch "
           f"{theirs * 1000:.0f} ms -> {channels / theirs:.2f}x PyTorch, {channels / before:.2f}x before; "
           f"mixed_bfloat16 {bf16 * 1000:.0f} ms ({speed(bf16, flops, peak['mixed_bfloat16'])}) -> "
           f"{bf16 / theirs:.2f}x PyTorch", flush=True)
@@ -351,11 +348,16 @@ def main(argv=None) -> int:
             print(f"  XLA (jit_compile): {xla * 1000:.0f} ms, {xla / channels:.2f}x the plain step", flush=True)
         except tf.errors.InvalidArgumentError as e:  # an op XLA cannot compile on this device
             print(f"  XLA (jit_compile): does not compile: {str(e).splitlines()[0][:200]}", flush=True)
+
+
+def vae_and_gatys_figures(args, peak: dict, result: dict):
+    """The VAE step against the reference step, feed-forward against Gatys at 512 px, and the tiled stylize's
+    peak memory."""
     vae = vae_steps(args.repeats)
     result["vae_step_vs_baseline"] = vae["mixed_bfloat16"] / vae["reference"]
     result["vae_step_f32_vs_baseline"] = vae["float32"] / vae["reference"]
     result["vae_step_bf16_fraction_of_peak"] = vae["flops"] / vae["mixed_bfloat16"] / 1e9 / peak["mixed_bfloat16"]
-    print(f"VAE step of issue 16's make demo ({vae['flops'] / 1e9:.0f} GFLOP): before issue 16 "
+    print(f"VAE step of the seed-decoder continuum VAE ({vae['flops'] / 1e9:.0f} GFLOP): before the speed work "
           f"{vae['reference'] * 1000:.0f} ms "
           f"({speed(vae['reference'], vae['flops'], peak['float32'])}); now float32 {vae['float32'] * 1000:.0f} ms "
           f"({vae['float32'] / vae['reference']:.2f}x), mixed_bfloat16 {vae['mixed_bfloat16'] * 1000:.0f}"
@@ -370,11 +372,27 @@ def main(argv=None) -> int:
         proc = subprocess.run([sys.executable, "-c", HUGE, str(ROOT), str(args.huge)], capture_output=True,
                               text=True)
         if proc.returncode == 0:
-            base, peak, seconds, shape = proc.stdout.split()[-4:]
-            result[f"peak_memory_{args.huge}_mib"] = float(peak)
-            print(f"tiled stylize {shape} (tile 512): peak RSS {peak} MiB ({base} MiB before), {seconds} s")
+            base, top, seconds, shape = proc.stdout.split()[-4:]
+            result[f"peak_memory_{args.huge}_mib"] = float(top)
+            print(f"tiled stylize {shape} (tile 512): peak RSS {top} MiB ({base} MiB before), {seconds} s")
         else:
             print(f"tiled stylize {args.huge}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    import tensorflow as tf
+    import torch
+
+    print(f"TensorFlow {tf.__version__} ({tf.config.threading.get_intra_op_parallelism_threads() or 'all'} "
+          f"threads), PyTorch {torch.__version__} ({torch.get_num_threads()} threads)", flush=True)
+    peak = {"float32": gemm_peak("float32", args.repeats), "mixed_bfloat16": gemm_peak("bfloat16", args.repeats)}
+    print(f"dense matmul peak through TensorFlow: float32 {peak['float32']:.0f} GFLOP/s, "
+          f"bfloat16 {peak['mixed_bfloat16']:.0f} GFLOP/s", flush=True)
+    result = {"peak_gflops_float32": peak["float32"], "peak_gflops_bfloat16": peak["mixed_bfloat16"]}
+    forward_figures(args, peak, result)
+    train_figures(args, peak, result)
+    vae_and_gatys_figures(args, peak, result)
     if args.out:
         args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps({k: round(v, 4) for k, v in result.items()}))

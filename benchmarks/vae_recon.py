@@ -34,7 +34,7 @@ def main(argv=None) -> int:
                     help="a training style image, repeatable (default: starry_night and the_scream, else built-in)")
     ap.add_argument("--held-out", type=Path, help="folder of images for held-out crops (default: ../shared/data)")
     ap.add_argument("--size", type=int, default=64, help="VAE crop size")
-    ap.add_argument("--set", f"latent_dim={type}"=int, default=64, help="VAE latent dimensions")
+    ap.add_argument("--latent-dim", type=int, default=64, help="VAE latent dimensions")
     ap.add_argument("--steps", type=int, default=400, help="training steps of each VAE")
     ap.add_argument("--batch-size", type=int, default=16, help="VAE batch")
     ap.add_argument("--crops", type=int, default=32, help="held-out crops to reconstruct")
@@ -62,10 +62,12 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for loss in args.losses.split(","):
             run = Path(tmp) / loss
-            cmd = ["train", "--run-dir", str(run), "--size", str(args.size), "--set", f"latent_dim={str(args.latent_dim)}",
-                   "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--set", f"recon={loss}",
-                   "--log-every", str(max(1, args.steps // 4)), "--snapshot-every", str(args.steps),
-                   "--checkpoint-every", str(args.steps), "--set", "encode_crops=8"]
+            # the original design's VAE (seed decoder, no continuum terms), one reconstruction loss each
+            cmd = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", str(args.size),
+                   "--set", f"latent_dim={args.latent_dim}", "--steps", str(args.steps), "--batch-size",
+                   str(args.batch_size), "--set", f"recon={loss}", "--log-every", str(max(1, args.steps // 4)),
+                   "--snapshot-every", str(args.steps), "--checkpoint-every", str(args.steps),
+                   "--set", "encode_crops=8"]
             for s in styles:
                 cmd += ["--style", s]
             t0 = time.perf_counter()

@@ -28,7 +28,8 @@ def run(tmp_path_factory):
 def vae_run(tmp_path_factory, style_files):
     """A VAE trained for one step, with its latents."""
     run = tmp_path_factory.mktemp("bad_input_vae") / "vae"
-    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--style", style_files[0], "--style", style_files[1],
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--style", style_files[0], "--style",
+                   style_files[1],
                    "--size", "32", "--steps", "1", "--batch-size", "4", "--set", "encode_crops=8"]) == 0
     return run
 
@@ -107,9 +108,11 @@ def test_read_only_outputs_and_run_folders_are_one_line(run, vae_run, read_only,
     one_line_error(capsys, "multistyle_test_out", "permission denied")
     assert SS.main(["--vae", str(vae_run), "--out", str(target), "--pairs", "1", "--points", "2"]) == 2
     one_line_error(capsys, "multistyle_test_out", "permission denied")
-    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(target), "--style", style_files[0], "--size", "32", "--steps", "1"]) == 2
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(target), "--style", style_files[0],
+                   "--size", "32", "--steps", "1"]) == 2
     one_line_error(capsys, "multistyle_test_out", "permission denied")
-    assert S.main(["train", "--recipe", "seed-original", "--style", style_files[0], "--content", str(tmp_path), "--run-dir", str(target),
+    assert S.main(["train", "--recipe", "seed-original", "--style", style_files[0], "--content", str(tmp_path),
+                   "--run-dir", str(target),
                    "--size", "32", "--steps", "1"]) == 2
     one_line_error(capsys, "multistyle_test_out", "permission denied")
     assert not target.exists()
@@ -217,7 +220,8 @@ def test_a_manifest_naming_a_file_outside_its_folder_is_refused(tmp_path, name, 
     (folder / "manifest.jsonl").write_text("".join(json.dumps(e) + "\n" for e in lines))
     with pytest.raises(sample_folder.ManifestError, match=r"manifest.jsonl:2: names a file outside the sample folder"):
         sample_folder.read_manifest(folder)
-    assert S.main(["train", "--recipe", "seed-original", "--samples", str(folder), "--content", str(tmp_path), "--run-dir",
+    assert S.main(["train", "--recipe", "seed-original", "--samples", str(folder), "--content", str(tmp_path),
+                   "--run-dir",
                    str(tmp_path / "run"), "--size", "32", "--steps", "1"]) == 2
     one_line_error(capsys, "manifest.jsonl:2: names a file outside the sample folder")
     import inspect_images

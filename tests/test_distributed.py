@@ -46,7 +46,8 @@ def styles(tmp_path_factory):
 
 
 def vae_args(run, styles, *extra):
-    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=16", "--set", "width=8", "--steps", "3",
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=16",
+            "--set", "width=8", "--steps", "3",
             "--batch-size", "4", "--seed", "1", "--set", "encode_crops=4", "--log-every", "1"]
     for s in styles:
         args += ["--style", s]
@@ -72,7 +73,8 @@ def test_vae_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
 
 def test_stylizer_mirrored_two_logical_cpus_matches_single_device(styles, tmp_path):
     paths, content = styles
-    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--style", paths[1], "--content", str(content), "--size", "32",
+    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--style", paths[1], "--content", str(content),
+            "--size", "32",
             "--steps", "3", "--batch-size", "4", "--seed", "1", "--log-every", "1"]
     run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "one"), "--set", "strategy=default"])
     run_script("stylizer.py", [*base, "--run-dir", str(tmp_path / "two"), "--set", "strategy=mirrored",
@@ -136,7 +138,8 @@ def test_multiworker_two_processes_identical_weights(styles, tmp_path):
 @pytest.mark.parametrize("precision", ["mixed_bfloat16", pytest.param("mixed_float16", marks=pytest.mark.slow)])
 def test_mixed_precision_trains_close_to_float32(styles, tmp_path, precision):
     paths, content = styles
-    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--content", str(content), "--size", "32", "--steps", "4",
+    base = ["train", "--recipe", "seed-original", "--style", paths[0], "--content", str(content), "--size", "32",
+            "--steps", "4",
             "--batch-size", "2", "--seed", "3", "--log-every", "1", "--set", "strategy=default"]
     assert S.main([*base, "--run-dir", str(tmp_path / "f32")]) == 0
     assert S.main([*base, "--run-dir", str(tmp_path / "mp"), "--precision", precision]) == 0

@@ -1,4 +1,4 @@
-"""Faults that used to lose work (issue 13): non-finite checkpoints, an unreadable newest checkpoint, two writers in
+"""Faults that must not lose work: non-finite checkpoints, an unreadable newest checkpoint, two writers in
 one folder, same-stem outputs, bad manifests, all-bad content, paths under a file, leftover temp files."""
 import json
 import os
@@ -33,7 +33,8 @@ def inputs(tmp_path_factory):
 
 def train_args(inputs, run, steps, *extra):
     d, written = inputs
-    return ["train", "--recipe", "seed-original", *[a for p in written["styles"] for a in ("--style", str(p))], "--content", str(d / "content"),
+    return ["train", "--recipe", "seed-original", *[a for p in written["styles"] for a in ("--style", str(p))],
+            "--content", str(d / "content"),
             "--run-dir", str(run), "--size", "32", "--steps", str(steps), "--batch-size", "2", "--log-every", "1",
             "--set", "snapshot_every=100", *extra]
 
@@ -88,7 +89,8 @@ def test_restore_falls_back_past_truncated_and_non_finite_checkpoints(tmp_path, 
     v = tf.Variable([1.0, 2.0])
     run.checkpoint(v=v)
     run.save(1)
-    v.assign([np.nan, np.nan])  # ckpt-2 as the code before issue 13 saved it: whatever the weights were
+    v.assign([np.nan,
+              np.nan])  # ckpt-2 as code that checkpointed non-finite weights saved it: whatever the weights were
     run._ckpt.step.assign(2)
     run._manager.save(checkpoint_number=2)
     v.assign([3.0, 0.0])
@@ -157,7 +159,8 @@ def test_vae_and_sampler_take_the_lock(style_files, tmp_path, capsys):
     vae.mkdir()
     holder = hold_lock(vae)
     try:
-        args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4", "--set", "width=4", "--steps", "2",
+        args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4",
+                "--set", "width=4", "--steps", "2",
                 "--batch-size", "2", "--set", "encode_crops=2", *[a for s in style_files for a in ("--style", s)]]
         assert V.main(args) == 2 and "in use by" in capsys.readouterr().err
     finally:
@@ -220,7 +223,8 @@ def fake_sample_folder(folder: Path, weights: list[list[float]]) -> Path:
 def test_bad_manifest_lines_are_refused_naming_file_and_line(inputs, tmp_path, capsys, bad, message):
     folder = fake_sample_folder(tmp_path / "samples", [[1.0, 0.0], bad, [0.0, 1.0]])
     d, _ = inputs
-    assert S.main(["train", "--recipe", "seed-original", "--samples", str(folder), "--content", str(d / "content"), "--run-dir",
+    assert S.main(["train", "--recipe", "seed-original", "--samples", str(folder), "--content", str(d / "content"),
+                   "--run-dir",
                    str(tmp_path / "run"), "--size", "32", "--steps", "1", "--batch-size", "2"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: {folder / sample_folder.MANIFEST}:2: {message}")
@@ -248,7 +252,7 @@ def test_all_unreadable_content_and_paths_under_a_file_are_one_line_errors(input
     args[args.index("--content") + 1] = str(bad)
     assert S.main(args) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "none of its 3 images can be read" in err[0]
+    assert len(err) == 1 and f"{bad}: none of its 3 content photos can be read" in err[0]
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
     assert S.main(train_args(inputs, blocker / "run", 1)) == 2
@@ -264,7 +268,8 @@ def test_all_unreadable_content_and_paths_under_a_file_are_one_line_errors(input
 
 def test_temp_files_of_killed_writers_are_reported_and_removed(style_files, tmp_path, capsys):
     vae = tmp_path / "vae"
-    args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4", "--set", "width=4", "--steps", "2",
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(vae), "--size", "32", "--set", "latent_dim=4",
+            "--set", "width=4", "--steps", "2",
             "--batch-size", "2", "--set", "encode_crops=2", *[a for s in style_files for a in ("--style", s)]]
     assert V.main(args) == 0
     old = time.time() - 3600

@@ -9,6 +9,7 @@ from PIL import Image
 
 import builtin_images
 import image_utilities as iu
+import vae_keras as V
 import inspect_images
 from conftest import gradient_image
 
@@ -164,7 +165,7 @@ def test_grid_and_quad_shapes():
     a, b = gradient_image(20, 30), gradient_image(10, 10)
     g = iu.image_grid([a, b, a], cols=2, pad=2)
     assert g.shape == (2 * 20 + 3 * 2, 2 * 30 + 3 * 2, 3)
-    q = iu.quad_figure(a, a, a, a)
+    q = V.quad_figure(a, a, a, a)
     assert q.shape == (2 * 20 + 3 * 4, 2 * 30 + 3 * 4, 3)
     assert not np.allclose(q[4:24, 4:34], a)  # the label was drawn
 

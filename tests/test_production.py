@@ -23,7 +23,8 @@ def trained(tmp_path_factory):
     written = builtin_images.write_defaults(d, 64)  # d/styles/*.png and d/content/*.png
     styles = [arg for p in written["styles"] for arg in ("--style", str(p))]
     run = d / "run"
-    assert S.main(["train", "--recipe", "seed-original", *styles, "--content", str(d / "content"), "--run-dir", str(run), "--size", "48",
+    assert S.main(["train", "--recipe", "seed-original", *styles, "--content", str(d / "content"), "--run-dir",
+                   str(run), "--size", "48",
                    "--steps", "30", "--batch-size", "2", "--lr", "2e-3", "--log-every", "30"]) == 0
     return run, d
 

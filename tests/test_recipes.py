@@ -2,7 +2,6 @@
 the command's own flags win, config.json records the resolved values; a bad recipe is one line; run folders made
 before the defaults changed still load as what they were."""
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +15,7 @@ import stylizer_apply as A
 import stylizer_run as R
 import vae_keras as V
 from conftest import gradient_image, save_as_run, styled_net
+from run_config import RunError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -100,18 +100,22 @@ def test_every_recipe_of_the_project_reads_as_its_jobs_settings():
 
 
 def test_a_stylizer_run_made_before_the_defaults_changed_loads_as_it_was(tmp_path):
-    """config.json as the code wrote it before the recommended route became the default: no residual or lr_schedule
-    keys, style planes and each-sample targets spelled out. It loads as that net and stylizes as before."""
+    """config.json as the code wrote it before the recommended route became the default: no lr_schedule key, style
+    planes, relu2_2 and each-sample targets spelled out. It loads as that net and stylizes as before; a run made
+    with a setting since removed is refused in one line."""
     net = styled_net("channels")
     run = save_as_run(net, "channels", tmp_path / "old")
     config = saved_config(run)
-    for key in ("residual", "lr_schedule"):
-        del config[key]
-    config.update(style_targets="each", anchor_ends=False, end_share=0.0, precision="float32", size=224)
+    del config["lr_schedule"]
+    config.update(style_targets="each", anchor_ends=False, end_share=0.0, precision="float32", size=224,
+                  content_layer="relu2_2")
     (run / "config.json").write_text(json.dumps(config))
     loaded, read, names = R.load_stylizer(run)
-    assert (read.conditioning, read.residual, read.lr_schedule) == ("channels", False, "constant")
+    assert (read.conditioning, read.content_layer, read.lr_schedule) == ("channels", "relu2_2", "constant")
     photo = gradient_image(40, 56)
     np.testing.assert_allclose(A.stylize_array(loaded, photo, [0.3, 0.7]), A.stylize_array(net, photo, [0.3, 0.7]),
                                atol=1e-5)
     assert names == ["style_0", "style_1"]
+    (run / "config.json").write_text(json.dumps({**config, "residual": True}))
+    with pytest.raises(RunError, match="residual=True, a setting that was measured and removed"):
+        R.load_stylizer(run)

@@ -17,7 +17,8 @@ from conftest import snapshot_image_steps
 def test_vae_snapshots_reach_tensorboard(tmp_path):
     styles = builtin_images.write_defaults(tmp_path / "res", 64)["styles"]
     run = tmp_path / "vae"
-    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=8", "--set", "width=4", "--steps",
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set",
+                   "latent_dim=8", "--set", "width=4", "--steps",
                    "4", "--batch-size", "2", "--set", "encode_crops=2", "--snapshot-every", "2",
                    *[a for p in styles for a in ("--style", str(p))]]) == 0
     assert snapshot_image_steps(run) == [2, 4]  # what `tensorboard --logdir RUN` lists under Images

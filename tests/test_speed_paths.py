@@ -1,4 +1,4 @@
-"""The fast training steps of issue 16 compute the losses of the steps they replaced (benchmarks/reference_steps.py),
+"""The fast training steps compute the losses of the steps they replaced (benchmarks/reference_steps.py),
 and the VAE's bfloat16 precision stays close to float32."""
 import sys
 from pathlib import Path
@@ -76,7 +76,8 @@ def test_vae_bfloat16_step_is_close_to_float32():
 
 def test_vae_trains_in_bfloat16_and_samples_in_float32(style_files, tmp_path):
     run = tmp_path / "bf16"
-    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--style", style_files[0], "--style", style_files[1], "--size", "32",
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--style", style_files[0], "--style",
+            style_files[1], "--size", "32",
             "--set", "latent_dim=8", "--set", "width=8", "--steps", "3", "--batch-size", "4", "--set", "recon=gram",
             "--set", "encode_crops=4", "--log-every", "1", "--precision", "mixed_bfloat16", *sum(
                 (["--set", f"{k}={v}"] for k, v in CONTINUUM.items()), [])]

@@ -1,4 +1,4 @@
-"""Per-pixel style weights (issue 14): --strength-map / --weights-map, through tiles and the exported model."""
+"""Per-pixel style weights: --strength-map / --weights-map, through tiles and the exported model."""
 import numpy as np
 import pytest
 import tensorflow as tf

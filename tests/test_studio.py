@@ -351,3 +351,38 @@ def test_browser_shows_a_bad_upload_and_keeps_serving(studio, browser, tmp_path)
     cells = wait_for(browser, "return document.querySelectorAll('#samples-table td').length")
     assert cells == 6
     assert "[0.50, 0.50]" in browser.find_element("id", "samples-table").text
+
+
+def test_browser_eight_styles_a_slider_each_renders_what_stylize_writes(browser, tmp_path):
+    """An eight-style net: the page shows one slider per style, named; the weights the sliders set are what the
+    studio renders, the same picture as `stylize --style NAME` for a style alone."""
+    run = save_as_run(styled_net("cin", num_styles=8), "cin", tmp_path / "run", num_styles=8)
+    server = stylizer_studio.make_server(run, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        photo = tmp_path / "photo.png"
+        iu.save_image(photo, gradient_image(96, 128, seed=5))
+        browser.get(base + "/")
+        wait_for(browser, "return document.body.dataset.ready === '1'")
+        labels = browser.execute_script("return [...document.querySelectorAll('#sliders label span')]"
+                                        ".map((s) => s.textContent)")
+        assert labels == [f"style_{k}" for k in range(8)]
+        browser.find_element("id", "upload").send_keys(str(photo))
+        wait_for(browser, "const r = document.getElementById('result'); return r.dataset.weights && r.complete")
+        first = browser.find_element("id", "result").get_attribute("src")
+        browser.execute_script("for (let k = 0; k < 8; k++) { const s = document.getElementById(`w${k}`);"
+                               "s.value = k === 5 ? '1' : '0'; s.dispatchEvent(new Event('input')); }")
+        src = wait_for(browser, "const r = document.getElementById('result'); const w = JSON.parse("
+                                f"r.dataset.weights); return r.src !== '{first}' && w[5] === 1 && "
+                                "w.reduce((a, b) => a + b, 0) === 1 && r.complete && r.naturalWidth > 0 && r.src")
+        shown = iu.load_image(write(tmp_path / "shown.png", call(src)[1]))
+        assert S.main(["stylize", "--run-dir", str(run), str(photo), "--style", "style_5", "--out",
+                       str(tmp_path / "cli")]) == 0
+        expected = iu.load_image(tmp_path / "cli" / "photo.png")
+        assert shown.shape == expected.shape and np.abs(shown - expected).mean() <= 1 / 255
+        first_style = iu.load_image(write(tmp_path / "first.png", call(first)[1]))
+        assert np.abs(first_style - shown).mean() > 0.01  # style_0 alone (the page's start) is another picture
+    finally:
+        server.shutdown()
+        server.server_close()

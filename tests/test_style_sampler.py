@@ -29,7 +29,8 @@ def vae_run(tmp_path_factory):
         styles += ["--style", str(d / f"{name}.png")]
         iu.save_image(d / f"{name}.png", im)
     run = d / "run"
-    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=16", "--set", "width=8",
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set",
+                   "latent_dim=16", "--set", "width=8",
                    "--steps", "4", "--batch-size", "2", "--seed", "1", "--set", "encode_crops=4", *styles]) == 0
     return run
 

@@ -42,7 +42,8 @@ def samples(tmp_path_factory):
     """A 4-step 64 px VAE and a 3x5 sample folder from it."""
     d = tmp_path_factory.mktemp("pipeline")
     args = [arg for p in builtin_images.write_defaults(d, 96)["styles"] for arg in ("--style", str(p))]
-    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(d / "vae"), "--size", "64", "--set", "latent_dim=16", "--set", "width=8",
+    assert V.main(["train", "--recipe", "seed-original", "--run-dir", str(d / "vae"), "--size", "64", "--set",
+                   "latent_dim=16", "--set", "width=8",
                    "--steps", "4", "--batch-size", "2", "--set", "encode_crops=4", *args]) == 0
     assert SS.main(["--vae", str(d / "vae"), "--out", str(d / "samples"), "--pairs", "3", "--points", "5"]) == 0
     return d / "samples"
@@ -101,7 +102,8 @@ def test_flat_colour_styles_move_output_colour(tmp_path, content_dir, mode):
     iu.save_image(red, np.full((48, 48, 3), [0.9, 0.15, 0.1], np.float32))
     iu.save_image(blue, np.full((48, 48, 3), [0.1, 0.2, 0.9], np.float32))
     run = tmp_path / "run"
-    assert S.main(["train", "--recipe", "seed-original", "--style", str(red), "--style", str(blue), "--content", str(content_dir),
+    assert S.main(["train", "--recipe", "seed-original", "--style", str(red), "--style", str(blue), "--content",
+                   str(content_dir),
                    "--run-dir", str(run), "--size", "32", "--steps", "150", "--batch-size", "2", "--lr", "2e-3",
                    "--set", f"conditioning={mode}", "--log-every", "50", "--set", "snapshot_every=1000"]) == 0
     net, _, names = R.load_stylizer(run)
@@ -250,7 +252,8 @@ def test_anchoring_leaves_a_style_the_folder_never_draws_and_refuses_a_style_cou
 
 
 def train_args(samples, content, run, steps):
-    return ["train", "--recipe", "seed-original", "--samples", str(samples), "--content", str(content), "--run-dir", str(run), "--size", "64",
+    return ["train", "--recipe", "seed-original", "--samples", str(samples), "--content", str(content), "--run-dir",
+            str(run), "--size", "64",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--log-every", "1"]
 
 
@@ -339,7 +342,8 @@ def test_parse_weights_and_strength_means_weight_of_the_last_style():
 
 
 def test_bad_training_inputs_exit_2(tmp_path, capsys, samples):
-    assert S.main(["train", "--recipe", "seed-original", "--run-dir", str(tmp_path / "r"), "--content", str(tmp_path)]) == 2
+    assert S.main(["train", "--recipe", "seed-original", "--run-dir", str(tmp_path / "r"), "--content",
+                   str(tmp_path)]) == 2
     assert "--samples DIR or --style IMG" in capsys.readouterr().err
     assert S.main(train_args(samples, tmp_path / "nocontent", tmp_path / "r2", 2)) == 2
     assert "nocontent" in capsys.readouterr().err

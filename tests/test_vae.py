@@ -18,7 +18,8 @@ from run_dir import NonFiniteLoss, Run
 
 
 def train_args(styles, run_dir, steps, *extra):
-    args = ["train", "--recipe", "seed-original", "--run-dir", str(run_dir), "--size", "64", "--set", "latent_dim=16", "--set", "width=8",
+    args = ["train", "--recipe", "seed-original", "--run-dir", str(run_dir), "--size", "64", "--set", "latent_dim=16",
+            "--set", "width=8",
             "--steps", str(steps), "--batch-size", "2", "--seed", "1", "--set", "encode_crops=8", "--log-every", "1"]
     for s in styles:
         args += ["--style", s]

@@ -1,4 +1,4 @@
-"""The VAE's continuum terms (issue 12): path supervision, endpoint Grams, the diversity hinge, decoder noise, and
+"""The VAE's continuum terms: path supervision, endpoint Grams, the diversity hinge, decoder noise, and
 the sample measures of sample_fidelity.py."""
 import importlib.util
 import json
@@ -118,10 +118,11 @@ def continuum_run(tmp_path_factory, style_files):
     paths = style_files
 
     def args(run, steps):
-        out = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=8", "--set", "width=8", "--steps",
+        out = ["train", "--recipe", "seed-original", "--run-dir", str(run), "--size", "64", "--set", "latent_dim=8",
+               "--set", "width=8", "--steps",
                str(steps), "--batch-size", "4", "--seed", "3", "--set", "encode_crops=8", "--log-every", "1",
-               "--set", "recon=gram", "--set", "noise_channels=2", "--set", "path_weight=1", "--set", "endpoint_weight=1",
-               "--set", "diversity_weight=1"]
+               "--set", "recon=gram", "--set", "noise_channels=2", "--set", "path_weight=1",
+               "--set", "endpoint_weight=1", "--set", "diversity_weight=1"]
         for p in paths:
             out += ["--style", p]
         return out
@@ -252,7 +253,8 @@ def test_sample_fidelity_sees_a_collapsed_folder(continuum_run, tmp_path, capsys
     for t in (0, 1):  # the error split by layer covers the whole Gram vector
         by_layer = report["summary"][f"gram_error_by_layer_t{t}"]
         assert list(by_layer) == list(fid.GRAM_LAYERS)
-        assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2, rel=1e-4)
+        assert sum(v ** 2 for v in by_layer.values()) == pytest.approx(report["summary"][f"gram_error_t{t}"] ** 2,
+                                                                       rel=1e-4)
         # a barely trained VAE draws far from the painting: its error lies above what 3 real crops score
         assert 0.0 < report["summary"][f"gram_error_floor_t{t}"] < report["summary"][f"gram_error_t{t}"]
     assert all(np.isfinite(r["progress"]) and r["energy"] > 0 for r in report["per_t"])
