@@ -79,3 +79,16 @@ def save_as_run(net, conditioning: str, run_dir, num_styles: int = 2):
     run.save(1)
     iu.atomic_write_json(run.path / "styles.json", {"style_names": names, "num_styles": num_styles})
     return run.path
+
+
+def free_ports(n):
+    """n free TCP ports of 127.0.0.1 (for a multi-worker cluster on loopback)."""
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports

@@ -13,7 +13,7 @@ import tensorflow as tf
 
 import content_stream as C
 import image_utilities as iu
-from conftest import gradient_image
+from conftest import free_ports, gradient_image
 from run_config import RunError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -111,18 +111,6 @@ def test_worker_shares_are_disjoint_and_cover_the_photos(photos):
     assert sorted(shares[0].files + shares[1].files) == sorted(files)
     with pytest.raises(RunError, match="worker 25 of 30 has no content photos"):
         C.ContentStream(files, 32, seed=1, shard=(25, 30))
-
-
-def free_ports(n):
-    import socket
-
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def test_two_workers_read_their_own_shares_and_no_photo_twice_in_a_step(photos, style_files, tmp_path):

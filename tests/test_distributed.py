@@ -2,7 +2,6 @@
 strategy runs happen in fresh processes."""
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +14,7 @@ import builtin_images
 import stylizer as S
 import stylizer_run as R
 import vae_keras as V
+from conftest import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -97,16 +97,6 @@ def test_batch_must_divide_across_replicas(styles, tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2 and "multiple of 4 on 2 replica(s)" in proc.stderr.strip().splitlines()[-1]
     assert not (tmp_path / "h" / "config.json").exists()  # refused before the run folder is written
-
-
-def free_ports(n):
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 @pytest.mark.slow

@@ -119,3 +119,21 @@ def test_a_stylizer_run_made_before_the_defaults_changed_loads_as_it_was(tmp_pat
     (run / "config.json").write_text(json.dumps({**config, "residual": True}))
     with pytest.raises(RunError, match="residual=True, a setting that was measured and removed"):
         R.load_stylizer(run)
+
+
+def test_the_stylizers_cosine_learning_rate_decays_to_the_floor_in_the_optimizer(style_files, content, tmp_path):
+    """What the recipe gained, as training runs it: the learning rate falls along a half cosine to 0.05x by the
+    last step (logged, and the optimizer's own rate in the checkpoint), and the content loss is at relu3_3."""
+    import tensorflow as tf
+
+    run = tmp_path / "cos"
+    assert S.main(["train", "--style", style_files[0], "--content", str(content), "--run-dir", str(run), "--size",
+                   "32", "--steps", "5", "--batch-size", "2", "--lr", "2e-3", "--log-every", "1"]) == 0
+    config = R.StylizerConfig(lr=2e-3, steps=5)
+    logged = [json.loads(line)["lr"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose(logged, [run_config.lr_at(config, s) for s in range(5)], rtol=1e-6)
+    assert logged[0] == pytest.approx(2e-3) and logged[-1] == pytest.approx(run_config.LR_FLOOR * 2e-3)
+    saved = tf.train.load_checkpoint(str(run / "checkpoints"))
+    assert saved.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(logged[-1],
+                                                                                                  rel=1e-5)
+    assert saved_config(run)["content_layer"] == "relu3_3"
