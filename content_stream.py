@@ -23,7 +23,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 import image_utilities as iu
 from run_config import RunError
@@ -41,9 +41,11 @@ def list_hash(names: list[str]) -> str:
     return hashlib.sha256("\n".join(names).encode("utf-8")).hexdigest()
 
 
-def content_files(folder, run_path=None) -> list[Path]:
+def content_files(folder, run_path=None, write: bool = True, shares: int = 1) -> list[Path]:
     """The photos under `folder` (recursively, naturally sorted): read from RUN/content_files.json when the run
-    folder has one, else listed, and saved there with their count and hash when `run_path` is given."""
+    folder has one, else listed, and saved there with their count, hash and the number of workers that share them
+    when `run_path` is given and `write` (the chief of a multi-worker run writes it; the other workers read it once
+    it is there). A run resumed with another number of workers would deal the photos differently: refused."""
     folder = Path(folder)
     saved = Path(run_path) / LIST_NAME if run_path else None
     if saved is not None and saved.exists():
@@ -55,16 +57,19 @@ def content_files(folder, run_path=None) -> list[Path]:
         except (ValueError, KeyError, TypeError) as e:
             raise RunError(f"{saved}: damaged list of content photos ({e}); delete it to list the folder "
                            "again") from None
+        if record.get("shares", 1) != shares:
+            raise RunError(f"{saved}: this run deals its photos to {record.get('shares', 1)} workers; resume it "
+                           f"with as many (it has {shares} now)")
         return [folder / n for n in names]
     if not folder.is_dir():
         raise RunError(f"{folder}: no such content folder")
     files = iu.list_images(folder)
     if not files:
         raise RunError(f"{folder}: no .jpg/.png content images found (searched recursively)")
-    if saved is not None:
+    if saved is not None and write:
         names = [str(f.relative_to(folder)) for f in files]
         iu.atomic_write_json(saved, {"folder": str(folder), "count": len(names), "sha256": list_hash(names),
-                                     "files": names})
+                                     "shares": shares, "files": names})
     return files
 
 
@@ -88,15 +93,18 @@ def decode_short_side(path, short_side: int, method: str = "opencv", max_pixels:
         raise iu.ImageError(path, f"{width}x{height} is over the limit of {max_pixels:,} pixels")
     factor = max([1] + [f for f in REDUCED if min(width, height) // f >= short_side])
     image = None
-    if kind == "JPEG" and method == "opencv":
-        if not jpeg_ends(path):  # OpenCV fills a truncated JPEG with grey instead of failing
-            raise iu.ImageError(path, "truncated image data (no end-of-image marker)")
+    if kind == "JPEG" and method == "opencv" and jpeg_ends(path):
+        # (OpenCV fills a truncated JPEG with grey instead of failing: one without its end marker at the end, or
+        # with data after it, goes through Pillow, which tells the two apart.)
         bgr = cv2.imread(str(path), REDUCED[factor] if factor > 1 else cv2.IMREAD_COLOR)
         image = None if bgr is None else bgr[..., ::-1]
-    elif kind == "JPEG" and method == "pillow":
-        with Image.open(path) as im:
-            im.draft("RGB", (width // factor, height // factor))
-            image = np.asarray(im.convert("RGB"))
+    elif kind == "JPEG" and method in ("opencv", "pillow"):
+        try:
+            with Image.open(path) as im:
+                im.draft("RGB", (width // factor, height // factor))
+                image = np.asarray(ImageOps.exif_transpose(im).convert("RGB"))
+        except (OSError, SyntaxError, ValueError) as e:
+            raise iu.ImageError(path, f"truncated or corrupt image data ({e})") from None
     if image is None:  # other formats, `full`, or a JPEG OpenCV could not read: the checked general loader
         image = iu.to_uint8(iu.load_image(path, max_pixels))
     h, w = image.shape[:2]

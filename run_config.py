@@ -18,6 +18,7 @@ from pathlib import Path
 from image_utilities import UserError
 
 RECIPE_DIR = Path(__file__).resolve().parent / "recipes"
+SECTIONS = ("vae", "sampler", "stylizer")  # a recipe's sections: one per job
 
 
 class RunError(UserError, RuntimeError):
@@ -198,40 +199,43 @@ def recipe_path(spec: str) -> Path:
 
 
 def typed_value(cls, key: str, value, source: str):
-    """`value` (from TOML, or a --set string) as the type of `cls`'s field `key`; RunError naming `source`."""
+    """`value` (from TOML, or a --set string) as the type of `cls`'s field `key` (a list's elements as the type of
+    the default's, a field without a default as text); RunError naming `source`."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     if key not in fields:
         raise RunError(f"{source}: no setting '{key}' (settings: {', '.join(sorted(fields))})")
-    default = field_defaults(cls).get(key)
+    default = field_defaults(cls).get(key, "")
     try:
-        if isinstance(value, str) and not isinstance(default, str):
-            value = parse_text(value, default)
-        if isinstance(default, bool) != isinstance(value, bool):
-            raise ValueError
-        if isinstance(default, float) and isinstance(value, int):
-            value = float(value)
         if isinstance(default, list):
-            return tuple(value)
-        if default is not None and not isinstance(value, type(default)):
-            raise ValueError
+            items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
+            if not isinstance(items, list):
+                raise TypeError
+            like = default[0] if default else ""
+            if default and len(items) != len(default):
+                raise ValueError
+            return tuple(typed_scalar(v, like) for v in items)
+        return typed_scalar(value, default)
     except (ValueError, TypeError):
-        raise RunError(f"{source}: {key} = {value!r} is not a {type(default).__name__}") from None
+        kind = f"list of {len(default)} {type(default[0]).__name__}" if isinstance(default, list) and default \
+            else type(default).__name__
+        raise RunError(f"{source}: {key} = {value!r} is not a {kind}") from None
+
+
+def typed_scalar(value, like):
+    """`value` as the type of `like` (bool, int, float or str); a string is parsed (true/false, numbers)."""
+    if isinstance(value, str) and not isinstance(like, str):
+        if isinstance(like, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError(value)
+            return value.lower() in ("true", "1")
+        value = float(value) if isinstance(like, float) else int(value)
+    if isinstance(like, bool) != isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(like, float) and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, type(like)):
+        raise TypeError(value)
     return value
-
-
-def parse_text(text: str, like):
-    """A --set string as the type of the value `like`: true/false, a number, or a comma-separated list."""
-    if isinstance(like, bool):
-        if text.lower() not in ("true", "false", "1", "0"):
-            raise ValueError(text)
-        return text.lower() in ("true", "1")
-    if isinstance(like, int):
-        return int(text)
-    if isinstance(like, float):
-        return float(text)
-    if isinstance(like, list):
-        return [v.strip() for v in text.split(",") if v.strip()]
-    return text
 
 
 def recipe_values(cls, section: str, recipe: str | None, settings) -> dict:
@@ -240,9 +244,13 @@ def recipe_values(cls, section: str, recipe: str | None, settings) -> dict:
     if recipe:
         path = recipe_path(recipe)
         try:
-            table = tomllib.loads(path.read_text(encoding="utf-8")).get(section, {})
+            recipe_file = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
             raise RunError(f"{path}: not TOML ({e})") from None
+        unknown = [k for k, v in recipe_file.items() if k not in SECTIONS or not isinstance(v, dict)]
+        if unknown:
+            raise RunError(f"{path}: [{unknown[0]}] is not a section of a recipe (use {', '.join(SECTIONS)})")
+        table = recipe_file.get(section, {})
         values.update({k: typed_value(cls, k, v, f"{path} [{section}]") for k, v in table.items()})
     for item in settings or []:
         key, sep, text = item.partition("=")
@@ -271,5 +279,10 @@ def apply_recipe(parser, argv) -> None:
         job = next((subs[0].choices[a] for a in argv if a in subs[0].choices), None)
     if job is None or job.get_default("config_class") is None:
         return
-    job.set_defaults(**recipe_values(job.get_default("config_class"), job.get_default("config_section"),
-                                     known.recipe, known.settings))
+    values = recipe_values(job.get_default("config_class"), job.get_default("config_section"), known.recipe,
+                           known.settings)
+    for action in job._actions:  # a repeatable flag given here replaces the recipe's list instead of adding to it
+        if isinstance(action, argparse._AppendAction) and action.dest in values:
+            given = any(a in action.option_strings or a.split("=")[0] in action.option_strings for a in argv)
+            values[action.dest] = [] if given else list(values[action.dest])
+    job.set_defaults(**values)

@@ -196,7 +196,9 @@ class Run:
         self.save_dir = self.checkpoint_dir if chief else self.path / "workers" / f"worker_{task}"
         new = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
         new = json.loads(json.dumps(new))  # tuples -> lists, as they read back from config.json
-        if self.config_path.exists():
+        # A folder without a checkpoint has trained nothing yet: its config.json (a start that failed on its inputs,
+        # say a mistyped --content) is replaced. Once a checkpoint exists, the run's settings are its identity.
+        if self.config_path.exists() and any(self.checkpoint_dir.glob("ckpt-*.index")):
             # A key the folder's config lacks was added since: the run was made with its default (as read_config
             # loads it), so asking for another value is a conflict too.
             saved = current_keys(type(config), json.loads(self.config_path.read_text()))

@@ -93,11 +93,12 @@ def file_problem(root: Path, name: str) -> str | None:
     path = root / name
     try:
         resolved = path.resolve()
-    except (OSError, RuntimeError):  # a symlink loop
+        exists = path.exists() or path.is_symlink()
+    except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte
         return "names a file that cannot be resolved"
     if Path(name).is_absolute() or not resolved.is_relative_to(root) or resolved == root:
         return "names a file outside the sample folder"
-    if (path.exists() or path.is_symlink()) and not resolved.is_file():
+    if exists and not resolved.is_file():
         return "names something that is not a regular file"
     return None
 
@@ -153,7 +154,12 @@ def read_sampler_json(folder) -> dict | None:
     path = Path(folder) / SAMPLER_JSON
     if not path.exists():
         return None
-    record = json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise RunError(f"{path}: not JSON ({e})") from None
+    if not isinstance(record, dict):
+        raise RunError(f"{path}: not a JSON object")
     record.setdefault("draw", "gaussian")  # folders written before --draw
     return {LEGACY_KEYS.get(k, k): v for k, v in record.items()}
 

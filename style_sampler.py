@@ -116,8 +116,12 @@ def sample_size(config: SamplerConfig, vae_config, vae_dir: Path) -> int:
 
     size = config.size
     if not size:
-        fits = vae_config.decoder == "texture" and vae_config.style_size % TEXTURE_MULTIPLE == 0
-        size = vae_config.style_size if fits and vae_config.style_size else vae_config.size
+        drawn_at_style_size = vae_config.decoder == "texture" and vae_config.style_size
+        size = vae_config.style_size if drawn_at_style_size else vae_config.size
+        if size % TEXTURE_MULTIPLE:
+            low = size - size % TEXTURE_MULTIPLE
+            raise RunError(f"{vae_dir}: its style size {size} is not a multiple of {TEXTURE_MULTIPLE}, which the "
+                           f"texture decoder draws: give --sample-size {low} or {low + TEXTURE_MULTIPLE}")
     if size == vae_config.size:
         return size
     if vae_config.decoder != "texture":

@@ -118,7 +118,7 @@ def train(config: StylizerConfig, run_dir) -> int:
     share = worker_share(strategy)
     if config.batch_size % share[1]:
         raise RunError(f"--batch-size {config.batch_size} must be divisible by the {share[1]} workers")
-    files = content_files(config.content, run.path)  # listed once, then read from the run folder
+    files = content_files(config.content, run.path, write=chief, shares=share[1])  # listed once, then read
     stream = ContentStream(files, config.size, config.seed, run.path / "bad_content.txt" if chief else None, share,
                            folder=config.content)
     keras.utils.set_random_seed(config.seed)
@@ -176,7 +176,7 @@ def train_command(args) -> int:
     if config.end_share and config.strength_draw == "ends":
         return iu.fail("end_share draws a share of the examples at the ends; strength_draw ends draws them all there")
     if len(config.style_images) > 1 and config.conditioning == "none":
-        return iu.fail("conditioning none is the single-style net: give one --style, or another conditioning")
+        return iu.fail("conditioning none is the single-style net: give one --style, or --set conditioning=cin")
     return train(config, args.run_dir)
 
 

@@ -379,6 +379,8 @@ def serving_module(net, num_styles: int):
 
 
 EXPORT_RECORD = "export.json"  # what an export folder holds; its presence marks the folder as one of ours
+EXPORT_FILES = ("saved_model", "stylizer.tflite")  # every name an export writes beside it
+STAGING = ".export-*.tmp"  # an export's temporary folder inside --out (a killed export leaves one behind)
 
 
 def export_target_problem(out: Path, overwrite: bool) -> str | None:
@@ -386,7 +388,7 @@ def export_target_problem(out: Path, overwrite: bool) -> str | None:
     export (nothing there is ours to replace), or an earlier export without --overwrite."""
     if out.exists() and not out.is_dir():
         return f"{out}: is a file; --out names a folder"
-    if not out.is_dir() or not any(out.iterdir()):
+    if not out.is_dir() or not any(p for p in out.iterdir() if not p.match(STAGING)):
         return None
     if not (out / EXPORT_RECORD).is_file():
         return (f"{out}: is not empty and holds no earlier export ({EXPORT_RECORD}); give a new or empty folder, "
@@ -403,14 +405,14 @@ def export(net, num_styles: int, out: Path, tflite: bool = False, overwrite: boo
     the export did not write is touched: a non-empty `out` must be an earlier export, and is replaced only with
     `overwrite`, file by file (each new file is built in a temp folder inside `out`, then renamed over the old one;
     the earlier export's files that this one does not write are removed). ValueError with one line otherwise."""
-    import json
-
     import tensorflow as tf
 
     problem = export_target_problem(out, overwrite)
     if problem:
         raise ValueError(problem)
     iu.make_dirs(out)
+    for stale in out.glob(STAGING):  # a killed export's temporary folder: ours, by its name
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=".export-", suffix=".tmp", dir=out))
     try:
         module = serving_module(net, num_styles)
@@ -429,15 +431,14 @@ def export(net, num_styles: int, out: Path, tflite: bool = False, overwrite: boo
             converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen])
             (staging / "stylizer.tflite").write_bytes(converter.convert())
         written = ["saved_model"] + (["stylizer.tflite"] if tflite else [])
-        earlier = json.loads((out / EXPORT_RECORD).read_text()).get("files", []) \
-            if (out / EXPORT_RECORD).is_file() else []
+        earlier = EXPORT_FILES if (out / EXPORT_RECORD).is_file() else ()  # only ever names export writes itself
         for name in written:
             new, old = staging / name, out / name
             if old.is_dir() and not old.is_symlink():
                 old.replace(staging / f"old-{name}")  # out of the way, then the new one in its place
             new.replace(old)
         for name in set(earlier) - set(written):  # an earlier export's file that this one does not write
-            old = out / Path(name).name
+            old = out / name
             if old.is_dir() and not old.is_symlink():
                 shutil.rmtree(old)
             else:

@@ -144,9 +144,10 @@ def mean_by_weights(weights: np.ndarray, grams: dict) -> dict:
 
 class StyleTargets:
     """Draws (conditioning weights, Gram targets) for a batch. Three sources share this code: style samples (a sample
-    per example; `config.samples`), one style image, or two style images mixed by a uniform strength
-    (`config.style_images`). With `config.style_crop_size` an image's target is the Gram of one of its random crops
-    (drawn per example), and with `strength_draw="ends"` two images are mixed only at strengths 0 and 1. With
+    per example; `config.samples`), one style image, or several style images mixed by a uniform strength
+    (`config.style_images`: two from the first to the last, more in a random pair per example). With
+    `config.style_crop_size` an image's target is the Gram of one of its random crops (drawn per example), and with
+    `strength_draw="ends"` images are mixed only at strengths 0 and 1. With
     `end_share` F, a share F of the examples is drawn at a pure style (strength 0 or 1, or a sample of one style). With
     `style_targets="mean"` a sample's (crop's) target is the mean Gram of all samples with its style weights (all
     crops of its image) instead of its own: the squared Gram loss over random targets has its optimum at their mean

@@ -37,6 +37,7 @@ from urllib.parse import unquote, urlparse
 import numpy as np
 
 import image_utilities as iu
+from run_config import RunError
 from stylizer_apply import check_size
 
 ROOT = Path(__file__).resolve().parent
@@ -117,7 +118,7 @@ class Studio:
         return self.add_image(self.builtin[name])
 
     def result(self, key: str) -> bytes:
-        if not key.isdigit() or int(key) not in self.results:
+        if not (key.isascii() and key.isdigit() and len(key) < 16) or int(key) not in self.results:
             raise NotFound("that result has expired; render it again")
         return self.results[int(key)]
 
@@ -125,7 +126,10 @@ class Studio:
         if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
                                                    for v in values):
             raise BadRequest(f"weights: a list of {len(self.names)} numbers")
-        w = np.asarray(values, np.float64).reshape(-1)
+        try:
+            w = np.asarray(values, np.float64).reshape(-1)
+        except (OverflowError, ValueError):  # an integer too large for a float
+            raise BadRequest("weights: numbers a float can hold") from None
         if len(w) != len(self.names) or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise BadRequest(f"weights: {len(self.names)} non-negative numbers, not all zero")
         return (w / w.sum()).astype(np.float32)
@@ -205,10 +209,13 @@ class Studio:
             return {"folder": str(self.samples) if self.samples else None, "rows": [], "fidelity": None}
         try:
             entries = sample_folder.read_manifest(self.samples)
-        except sample_folder.ManifestError as e:
+        except RunError as e:  # a bad manifest or sampler.json
             raise BadRequest(str(e), HTTPStatus.UNPROCESSABLE_ENTITY) from None
         rows = collections.defaultdict(list)
         for e in entries:
+            if not isinstance(e.get("pair"), int) or not isinstance(e.get("t"), (int, float)):
+                raise BadRequest(f"{self.samples / sample_folder.MANIFEST}: an entry has no pair or t (is it a "
+                                 "style_sampler.py folder?)", HTTPStatus.UNPROCESSABLE_ENTITY)
             rows[e["pair"]].append({"file": e["file"], "t": e["t"], "weights": e["weights"],
                                     "url": f"/api/sample/{e['file']}"})
         try:  # the measures are shown when they can be read; the samples regardless
@@ -224,7 +231,7 @@ class Studio:
 
         try:
             listed = self.samples is not None and name in sample_folder.manifest_by_file(self.samples)
-        except sample_folder.ManifestError:
+        except RunError:
             listed = False
         path = (self.samples / name).resolve() if listed else None
         # read_manifest refused names that leave the folder; resolve again in case a file became a link since
@@ -253,7 +260,7 @@ def compiled_forward(net, num_styles: int):
 # type, which browsers send cross-origin only after a preflight this server never approves.
 SIMPLE_BODY_TYPES = ("text/plain", "multipart/form-data", "application/x-www-form-urlencoded")
 JSON_LIMIT, UPLOAD_LIMIT = 50 * 2 ** 20, 200 * 2 ** 20
-READ_TIMEOUT = 20  # seconds a connection may take to send its request; a slow or silent client is dropped
+READ_TIMEOUT = 20  # seconds a connection may stay silent while the studio waits for its request: then it is dropped
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -298,7 +305,7 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest(f"a body of type {kind or 'none'} is not accepted here (send "
                              f"{' or '.join(allowed_types)})", HTTPStatus.UNSUPPORTED_MEDIA_TYPE)
         raw = self.headers.get("Content-Length", "")
-        if not raw.isdigit():
+        if not (raw.isascii() and raw.isdigit() and len(raw) < 16):
             raise BadRequest(f"Content-Length {raw!r}: a byte count is required", HTTPStatus.BAD_REQUEST)
         if int(raw) > limit:
             raise BadRequest(f"a body of {int(raw):,} bytes is over the limit of {limit:,}",
@@ -320,7 +327,10 @@ class Handler(BaseHTTPRequestHandler):
         if path in ("/", "/index.html"):
             return self.send(HTTPStatus.OK, (PAGE_DIR / "index.html").read_bytes(), "text/html; charset=utf-8")
         if path.startswith("/studio/"):
-            asset = (PAGE_DIR / path[len("/studio/"):]).resolve()
+            try:
+                asset = (PAGE_DIR / path[len("/studio/"):]).resolve()
+            except (ValueError, OSError):  # a NUL byte, a link loop
+                raise NotFound(f"{path!r}: no such page asset") from None
             if asset.parent != PAGE_DIR.resolve() or not asset.is_file():
                 raise NotFound(f"{path}: no such page asset")
             kind = mimetypes.guess_type(asset.name)[0] or "application/octet-stream"
@@ -349,9 +359,10 @@ class Handler(BaseHTTPRequestHandler):
                                                 name))
         if path not in ("/api/stylize", "/api/sweep"):
             raise NotFound(f"{path}: not found")
+        data = self.body(("application/json",), JSON_LIMIT)
         try:
-            request = json.loads(self.body(("application/json",), JSON_LIMIT))
-        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+            request = json.loads(data)
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, a number too long to read
             raise BadRequest("the request is not JSON") from None
         if not isinstance(request, dict):
             raise BadRequest("the request must be a JSON object")

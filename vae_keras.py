@@ -407,7 +407,8 @@ def add_train_args(p):
     p.add_argument("--steps", type=int, default=d.steps, help="training steps in all (a resumed run continues)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="global batch, split over the replicas")
     p.add_argument("--lr", type=float, default=d.lr,
-                   help=f"Adam learning rate (decays along a half cosine to {LR_FLOOR:g}x by the last step)")
+                   help=f"Adam learning rate (with lr_schedule cosine, the default, it decays along a half cosine to "
+                        f"{LR_FLOOR:g}x by the last step)")
     p.add_argument("--precision", choices=VAE_PRECISIONS, default=d.precision,
                    help="Keras dtype policy: mixed_bfloat16 runs the convolutions in bfloat16 with float32 "
                         "variables, Grams and losses (CPUs with AVX512-BF16 or AMX, GPUs since Ampere); float32 "
@@ -443,7 +444,8 @@ def train_command(args) -> int:
     if args.steps < 1 or args.batch_size < 1:
         return iu.fail("--steps and --batch-size must be at least 1")
     check_size(args.size)
-    styles = tuple(str(Path(s)) for s in args.style) or tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)
+    styles = tuple(str(Path(s)) for s in args.style or getattr(args, "styles", ())) or \
+        tuple(BUILTIN_PREFIX + n for n in builtin_images.DEFAULT_STYLES)  # --style, else a recipe's, else built-ins
     config = config_from_args(VAEConfig, argparse.Namespace(**{**vars(args), "styles": styles}))
     if config.decoder == "texture" and config.noise_channels < 1:
         return iu.fail("decoder texture draws its layout from the noise image: noise_channels must be >= 1")

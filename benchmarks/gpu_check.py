@@ -11,7 +11,7 @@
     python benchmarks/gpu_check.py [--steps 50] [--vae-steps 20] [--folder runs/coco_like] [--out report.json]
 
 Without a GPU it says so and exits 0 (`--cpu` runs the same checks on the CPU, for trying the script itself). The
-last line is JSON: the device, each check's numbers, and `passed` (the loss checks).
+last line is JSON: the device, each check's numbers, and `passed` (the loss checks and a finite VAE loss).
 """
 from __future__ import annotations
 

@@ -121,8 +121,8 @@ def train_all(args, styles, content, out: Path, timings: dict) -> dict:
     for name in filter(None, args.skip.split(",")):
         runs.pop(name, None)
     for name, extra in runs.items():
-        timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *extra, *common]),
-              out / name)
+        timed(name, lambda name=name, extra=extra: S.main(["train", "--run-dir", str(out / name), *common, *extra]),
+              out / name)  # a variant's own flags come last: they win
     return runs
 
 

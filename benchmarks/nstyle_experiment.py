@@ -76,7 +76,8 @@ def train_all(args, styles, content, stages: Stages) -> dict:
     import vae_keras
 
     out = args.out
-    vae_args = ["train", "--recipe", "cpu-demo", "--run-dir", str(out / "vae"), "--steps", str(args.vae_steps)]
+    vae_args = ["train", "--recipe", "cpu-demo", "--run-dir", str(out / "vae"), "--steps", str(args.vae_steps),
+                "--style-size", str(args.size)]
     stages.run("vae", lambda: vae_keras.main(vae_args + [a for s in styles for a in ("--style", str(s))]))
     stages.run("samples", lambda: style_sampler.main(["--recipe", "cpu-demo", "--vae", str(out / "vae"), "--out",
                                                       str(out / "samples"), "--pairs", str(args.pairs)]))
@@ -266,6 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     args.skip = set(filter(None, args.skip.split(",")))
+    needed = {"vae_8B"} | {n for n in args.skip if n.startswith("single_")}
+    if args.skip & needed:
+        return iu.fail(f"--skip {','.join(sorted(args.skip & needed))}: the evaluation needs the single-style nets "
+                       "and vae_8B")
     styles = args.style or PAINTINGS
     missing = [p for p in [*styles, *(args.content or TRAIN), args.held_out] if not Path(p).exists()]
     if missing:

@@ -81,8 +81,9 @@ def gatys_result(style_path: Path, style_image, photo_path: Path, photo, config,
     """Gatys et al. for one photo, cached in `cache` by painting, photo, size, iterations and loss weights."""
     from stylizer_eval import optimize_image
 
-    key = json.dumps([photo.shape, iters, config.content_weight, config.style_weight, config.tv_weight,
-                      config.content_layer, config.size])
+    key = json.dumps([str(Path(style_path).resolve()), str(Path(photo_path).resolve()), photo.shape, iters,
+                      config.content_weight, config.style_weight, config.tv_weight, config.content_layer,
+                      config.size])
     tag = hashlib.sha256(key.encode()).hexdigest()[:8]
     path = cache / Path(style_path).stem / f"{Path(photo_path).stem}_{tag}.png"
     if not path.exists():

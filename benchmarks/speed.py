@@ -93,7 +93,8 @@ def stylizer_forward_flops(size: int) -> float:
 
 def train_step_flops(batch: int, size: int) -> float:
     """One stylizer step: the net forward + backward (3x its forward), VGG16 to relu4_3 on its output forward +
-    input gradients (2x), VGG16 to relu2_2 on the content (1x), the style Grams forward + backward (3x)."""
+    input gradients (2x), VGG16 to the content layer (the default, relu3_3) on the content (1x), the style Grams
+    forward + backward (3x)."""
     import tensorflow as tf
 
     from perceptual import vgg_features
@@ -101,7 +102,7 @@ def train_step_flops(batch: int, size: int) -> float:
 
     x = tf.zeros((batch, size, size, 3))
     loss_vgg = vgg_features(list(STYLE_LAYERS), name="flops_vgg")
-    content_vgg = vgg_features(["relu2_2"], name="flops_content_vgg")
+    content_vgg = vgg_features([R.StylizerConfig().content_layer], name="flops_content_vgg")
     return (3 * batch * stylizer_forward_flops(size) + 2 * counted_flops(loss_vgg, x)
             + counted_flops(content_vgg, x) + 3 * gram_flops(loss_vgg(x)))
 
@@ -194,7 +195,7 @@ def stylizer_step(conditioning: str, num_styles: int, batch: int, size: int, mak
     keras.utils.set_random_seed(0)
     with dtype_policy(precision):
         vgg = vgg_features(layers, name="bench_vgg")
-        content_vgg = vgg_features(["relu2_2"], name="bench_content_vgg")
+        content_vgg = vgg_features([config.content_layer], name="bench_content_vgg")
         net = build_stylizer(num_styles, conditioning)
     optimizer = keras.optimizers.Adam(1e-3)
     if precision == "mixed_float16":

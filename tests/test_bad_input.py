@@ -95,6 +95,18 @@ def test_export_replaces_only_its_own_files_and_only_with_overwrite(run, tmp_pat
     assert names == ["README.txt", "export.json", "saved_model"]  # the old .tflite was the export's; no temp left
     assert (out / "README.txt").read_text() == "mine"
     assert (out / "saved_model" / "saved_model.pb").stat().st_mtime_ns != first
+    # An export.json that names other files (hand-edited, or a folder sent by someone) costs nothing of theirs, and a
+    # killed export's temporary folder does not block the next one.
+    (out / "export.json").write_text(json.dumps({"files": ["..", "", "README.txt"]}))
+    (out / ".export-killed.tmp").mkdir()
+    (tmp_path / "sibling.txt").write_text("beside the export")
+    assert S.main(["export", "--run-dir", str(run), "--out", str(out), "--overwrite", "--tflite"]) == 0
+    assert (tmp_path / "sibling.txt").read_text() == "beside the export" and (out / "README.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == ["README.txt", "export.json", "saved_model", "stylizer.tflite"]
+    fresh = tmp_path / "fresh"
+    (fresh / ".export-killed.tmp").mkdir(parents=True)
+    assert S.main(["export", "--run-dir", str(run), "--out", str(fresh)]) == 0
+    assert sorted(p.name for p in fresh.iterdir()) == ["export.json", "saved_model"]
 
 
 # ---- read-only folders --------------------------------------------------------------------------------------------

@@ -71,3 +71,13 @@ def test_gpu_check_without_a_gpu_says_so_and_exits_0(capsys):
     assert load("gpu_check").main([]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert "no GPU is visible" in out[0] and json.loads(out[-1]) == {"device": None, "checked": False}
+
+
+def test_the_benchmarks_stylizer_step_trains_the_default_configuration():
+    """speed.stylizer_step, which speed.py, input_pipeline.py, gpu_check.py and nstyle_experiment.py time, builds
+    the step of today's defaults (its content layer among them) and lowers the loss on a fixed batch."""
+    speed = load("speed")
+    run = speed.stylizer_step("cin", 3, 2, 32, precision="float32")
+    content = np.random.default_rng(0).random((2, 32, 32, 3)).astype(np.float32)
+    losses = [run(content)["loss"] for _ in range(6)]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]

@@ -87,6 +87,8 @@ def test_the_list_of_photos_is_made_once_per_run(photos, tmp_path):
         assert added in C.content_files(photos)  # a new run lists the folder
     finally:
         added.unlink()
+    with pytest.raises(RunError, match="deals its photos to 1 workers; resume it with as many"):
+        C.content_files(photos, run, shares=2)  # resumed with two workers: another deal of the photos
     record["files"][0] = "tampered.jpg"
     (run / C.LIST_NAME).write_text(json.dumps(record))
     with pytest.raises(RunError, match="damaged list of content photos"):
@@ -94,9 +96,18 @@ def test_the_list_of_photos_is_made_once_per_run(photos, tmp_path):
 
 
 def test_the_decoders_agree(tmp_path):
-    """OpenCV's and Pillow's reduced-size JPEG decoding and the full decode give about the same picture."""
+    """OpenCV's and Pillow's reduced-size JPEG decoding and the full decode give about the same picture; a JPEG
+    with data after its end marker (a phone's trailer) is read, a truncated one refused, by every decoder."""
     photo = tmp_path / "big.jpg"
     iu.save_image(photo, gradient_image(480, 640, seed=2), quality=95)
+    trailer, cut = tmp_path / "trailer.jpg", tmp_path / "cut.jpg"
+    trailer.write_bytes(photo.read_bytes() + b"\x00MOTION" * 40)
+    cut.write_bytes(photo.read_bytes()[:-2000])
+    for method in C.DECODERS:
+        np.testing.assert_allclose(C.decode_short_side(trailer, 100, method), C.decode_short_side(photo, 100, method),
+                                   atol=2)
+        with pytest.raises(iu.ImageError, match="truncated"):
+            C.decode_short_side(cut, 100, method)
     out = {m: C.decode_short_side(photo, 100, m).astype(np.float32) / 255 for m in C.DECODERS}
     assert {o.shape for o in out.values()} == {(100, 133, 3)}
     assert np.abs(out["opencv"] - out["full"]).mean() < 0.02 and np.abs(out["pillow"] - out["full"]).mean() < 0.02
@@ -130,7 +141,7 @@ def test_two_workers_read_their_own_shares_and_no_photo_twice_in_a_step(photos, 
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-2000:]
-    files = C.content_files(photos, run)  # the run's own list
+    files = C.content_files(photos, run, shares=2)  # the run's own list, dealt to two workers
     read = []
     for w, folder in enumerate((run / "checkpoints", run / "workers" / "worker_1")):
         saved = tf.train.load_checkpoint(str(folder / f"ckpt-{steps}"))

@@ -137,3 +137,40 @@ def test_the_stylizers_cosine_learning_rate_decays_to_the_floor_in_the_optimizer
     assert saved.get_tensor("optimizer/_learning_rate/.ATTRIBUTES/VARIABLE_VALUE") == pytest.approx(logged[-1],
                                                                                                   rel=1e-5)
     assert saved_config(run)["content_layer"] == "relu3_3"
+
+
+def test_a_recipe_sections_lists_and_typed_values(style_files, content, tmp_path, capsys):
+    """A misspelled section is refused, not ignored; a list setting is typed element by element; a repeatable flag
+    given on the command line replaces the recipe's list; the VAE takes its styles from a recipe too."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[stylzer]\nsteps = 3\n")
+    assert S.main(["train", "--recipe", str(bad), "--style", style_files[0], "--content", str(content),
+                   "--run-dir", str(tmp_path / "r0")]) == 2
+    assert "[stylzer] is not a section of a recipe" in capsys.readouterr().err
+    assert run_config.typed_value(V.VAEConfig, "crop_scale", "0.5,1.2", "--set") == (0.5, 1.2)
+    with pytest.raises(RunError, match="is not a list of 2 float"):
+        run_config.typed_value(V.VAEConfig, "crop_scale", "small,big", "--set")
+    mine = tmp_path / "mine.toml"
+    mine.write_text(f'[stylizer]\nstyle_images = ["{style_files[0]}"]\n[vae]\nstyles = ["{style_files[1]}"]\n'
+                    'size = 32\nsteps = 1\nlatent_dim = 8\nwidth = 8\nencode_crops = 4\nbatch_size = 4\n')
+    common = ["--content", str(content), "--size", "32", "--steps", "1", "--batch-size", "2"]
+    assert S.main(["train", "--recipe", str(mine), "--run-dir", str(tmp_path / "from_recipe"), *common]) == 0
+    assert saved_config(tmp_path / "from_recipe")["style_images"] == [str(Path(style_files[0]).resolve())]
+    assert S.main(["train", "--recipe", str(mine), "--style", style_files[1], "--run-dir",
+                   str(tmp_path / "flag_wins"), *common]) == 0
+    assert saved_config(tmp_path / "flag_wins")["style_images"] == [str(Path(style_files[1]).resolve())]
+    assert V.main(["train", "--recipe", str(mine), "--run-dir", str(tmp_path / "vae")]) == 0
+    assert saved_config(tmp_path / "vae")["styles"] == [style_files[1]]
+
+
+def test_a_start_that_failed_on_its_inputs_can_be_run_again_corrected(style_files, content, tmp_path, capsys):
+    """Nothing was trained, so the folder's config.json does not hold the run to the mistyped setting."""
+    run = tmp_path / "run"
+    args = ["train", "--style", style_files[0], "--run-dir", str(run), "--size", "32", "--steps", "1",
+            "--batch-size", "2"]
+    assert S.main([*args, "--content", str(tmp_path / "phtos")]) == 2
+    assert "phtos" in capsys.readouterr().err
+    assert S.main([*args, "--content", str(content)]) == 0
+    assert saved_config(run)["content"] == str(content)
+    assert S.main([*args, "--content", str(tmp_path / "other"), "--steps", "2"]) == 2  # trained: now refused
+    assert "this run was made with content=" in capsys.readouterr().err

@@ -81,7 +81,8 @@ def test_api_serves_renders_and_survives_bad_requests(studio):
     assert status == 200 and png.startswith(b"\x89PNG")
 
 
-def raw_request(base: str, head: str, body: bytes = b"", timeout: float = 30.0) -> tuple[int | None, bytes]:
+def raw_request(base: str, head: str, body: bytes = b"", timeout: float = 30.0, encoding: str = "latin-1") \
+        -> tuple[int | None, bytes]:
     """Send `head` (request line and headers, CRLF-joined, without the blank line) and `body` on a fresh socket,
     half-close it so the server never waits for more, and return (status or None if it closed silently, body)."""
     import socket
@@ -90,7 +91,7 @@ def raw_request(base: str, head: str, body: bytes = b"", timeout: float = 30.0) 
     data = b""
     with socket.create_connection((host, int(port)), timeout=timeout) as sock:
         try:  # the server may answer (and close) before it has read all of a body it refused
-            sock.sendall(head.encode("latin-1") + b"\r\n\r\n" + body)
+            sock.sendall(head.encode(encoding) + b"\r\n\r\n" + body)
             sock.shutdown(socket.SHUT_WR)
         except OSError:
             pass
@@ -182,12 +183,15 @@ def test_fuzzed_requests_never_get_a_500_and_the_studio_still_renders(studio):
     tiny = iu.encode_image(np.zeros((1, 1, 3)), ".png")
     paths = ["/api/stylize", "/api/sweep", "/api/image", "/api/info", "/api/samples", "/api/sample/x.png",
              "/api/result/999999.png", "/api/result/abc.png", "/api/source/img1.png", "/api/builtin/nope",
-             "/studio/../stylizer.py", "/%2e%2e/%2e%2e/etc/passwd", "/nope", "/api/sample/..%2Fmanifest.jsonl"]
+             "/studio/../stylizer.py", "/%2e%2e/%2e%2e/etc/passwd", "/nope", "/api/sample/..%2Fmanifest.jsonl",
+             "/api/result/%C2%B2.png", "/api/result/" + "9" * 5000 + ".png", "/studio/%00", "/api/sample/%00"]
     bodies = [lambda: json.dumps(random_json(rng)).encode(), lambda: b"[" * 100000 + b"]" * 100000,
               lambda: json.dumps({"id": str(rng.choice(ids)), "weights": random_json(rng), "n": random_json(rng),
                                   "map": random_json(rng), "full": random_json(rng)}).encode(),
               lambda: b'{"id": "' + ids[0].encode() + b'", "weights": [1e999, 0]}', lambda: rng.bytes(300),
-              lambda: tiny, lambda: b'{"n": 1e999, "id": "' + ids[0].encode() + b'"}']
+              lambda: tiny, lambda: b'{"n": 1e999, "id": "' + ids[0].encode() + b'"}',
+              lambda: b'{"n": ' + b"7" * 5000 + b"}",  # a number too long for Python to read
+              lambda: b'{"id": "' + ids[0].encode() + b'", "weights": [' + b"9" * 400 + b", 1]}"]
     kinds = ["application/json", "image/png", "application/octet-stream", "text/plain", "application/json; x=1",
              "", "image/"]
     statuses = []
@@ -198,11 +202,12 @@ def test_fuzzed_requests_never_get_a_500_and_the_studio_still_renders(studio):
         kind = kinds[rng.integers(0, len(kinds))]
         if kind:
             headers.append(f"Content-Type: {kind}")
-        length = rng.choice([str(len(body)), str(len(body)), "-1", "abc", str(len(body) // 2), "99999999999"])
+        length = rng.choice([str(len(body)), str(len(body)), "-1", "abc", str(len(body) // 2), "99999999999", "\u00b2",
+                             "9" * 5000])
         if method == "POST":
             headers.append(f"Content-Length: {length}")
         status, _ = raw_request(base, "\r\n".join([f"{method} {paths[rng.integers(0, len(paths))]} HTTP/1.1",
-                                                     *headers]), body)
+                                                     *headers]), body, encoding="utf-8")
         statuses.append(status)
         assert status is None or status < 500, (i, method, headers, body[:200])
     assert sum(s is not None and 400 <= s < 500 for s in statuses) > 150  # they were refused, not ignored
