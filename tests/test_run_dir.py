@@ -48,6 +48,8 @@ def test_configs_saved_under_old_key_names_load_and_resume(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"styles": "runs/samples", "size": 16, "steps": 3}))
     config = run_config.read_config(tmp_path, NewConfig, "test")
     assert config.samples == "runs/samples" and config.size == 16
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "ckpt-3.index").write_bytes(b"")  # it has trained: its settings are its identity
     with pytest.raises(run_config.RunError, match="samples='runs/samples'"):
         run_dir.Run(tmp_path, NewConfig(samples="elsewhere", size=16))  # still compared under the new name
     run_dir.Run(tmp_path, config)  # the same settings: resumes, and config.json now uses the new name
