@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--train-size", type=int, default=128, help="crop size of those training steps (the CPU demo's)")
     ap.add_argument("--train-batch", type=int, default=4, help="batch of those training steps")
     ap.add_argument("--out", type=Path, help="also write the report here (JSON)")
+    ap.add_argument("--record", action="store_true", help="write docs/results/input_pipeline.json from this run")
     return ap
 
 
@@ -198,6 +199,10 @@ def main(argv=None) -> int:
           f"({report['startup_s_100k']:.2f} s at 100,000 photos)")
     if args.out:
         iu.atomic_write_json(args.out, report)
+    if args.record:
+        from records import write_record
+
+        write_record("input_pipeline", report, "benchmarks/input_pipeline.py", argv)
     print(json.dumps(report))
     return 0
 

@@ -246,11 +246,9 @@ def write_figures(folder: Path, args, styles, runs: dict):
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
                                  formatter_class=iu.HelpFormatter)
-    ap.add_argument("--style", type=Path, action="append", default=[],
-                    help="a painting (repeat; default: the eight named in this file)")
-    ap.add_argument("--content", type=Path, action="append", default=[],
-                    help="a training photo folder (repeat; default: content-train and content-train-more)")
-    ap.add_argument("--held-out", type=Path, default=SHARED / "content", help="held-out photos")
+    from quality import photo_arguments
+
+    photo_arguments(ap, "the eight named in this file")
     ap.add_argument("--size", type=int, default=128, help="training crop size of every stylizer")
     ap.add_argument("--steps", type=int, default=600, help="the budget B: steps of each single-style net (the CPU "
                                                            "demo's: recipes/cpu-demo.toml)")

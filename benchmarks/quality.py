@@ -147,14 +147,19 @@ def write_figure(path: Path, pictures: dict, budgets):
     iu.save_image(path, iu.image_grid(tiles, cols=len(labels)))
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
-                                 formatter_class=iu.HelpFormatter)
+def photo_arguments(ap: argparse.ArgumentParser, paintings: str):
+    """--style (repeated), --content (repeated) and --held-out, as the single- and eight-style experiments take them."""
     ap.add_argument("--style", type=Path, action="append", default=[],
-                    help="a painting (repeat; default: starry_night, the_scream, la_muse, wave)")
+                    help=f"a painting (repeat; default: {paintings})")
     ap.add_argument("--content", type=Path, action="append", default=[],
                     help="a training photo folder (repeat; default: content-train and content-train-more)")
     ap.add_argument("--held-out", type=Path, default=SHARED / "content", help="held-out photos")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__,
+                                 formatter_class=iu.HelpFormatter)
+    photo_arguments(ap, "starry_night, the_scream, la_muse, wave")
     ap.add_argument("--budgets", default="600,2400",
                     help="comma-separated training steps (of the recipe's batch), one net each: the demo's and 4x")
     ap.add_argument("--size", type=int, default=128, help="training crop size")
