@@ -147,8 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                                   "measure it")
     where.add_argument("--folder", type=Path, help="measure an existing folder of photos")
     ap.add_argument("--count", type=int, default=20000, help="photos in the --make folder")
-    ap.add_argument("--photos", type=int, default=0, help="photos per pipeline measurement (0: the whole folder "
-                                                          "with all workers, a tenth of it for the others)")
+    ap.add_argument("--photos", type=int, default=0, help="photos of the long run with the most workers (0: the "
+                                                          "whole folder); each worker count reads a tenth of it")
     ap.add_argument("--workers", default="1,2", help="comma-separated decoding threads to measure")
     ap.add_argument("--size", type=int, default=256, help="crop size")
     ap.add_argument("--batch-size", type=int, default=8, help="photos per batch")
@@ -175,13 +175,19 @@ def main(argv=None) -> int:
     report["decoders_single_thread"] = {m: decoder_rate(files, m, args.size, 300) for m in C.DECODERS}
     workers = [int(w) for w in args.workers.split(",")]
     rates = {}
-    for w in workers:  # the most workers measure the whole folder (memory over the run); the others a tenth
-        n = args.photos or (len(files) if w == max(workers) else max(args.batch_size, len(files) // 10))
-        rate, before, after = pipeline_rate(files, w, n, args.size, args.batch_size)
-        rates[w] = rate
-        print(f"{w} workers: {rate:.0f} photos/s over {n} photos; resident {before:.0f} -> {after:.0f} MB", flush=True)
-        if w == max(workers):
-            report.update(images_per_s=rate, rss_growth_mb=after - before, rss_photos=n)
+    # Every worker count on the same photos (a tenth of the folder), read once before so that none finds them colder
+    # in the page cache than another, for the speed-up; then the most workers over the whole folder (or --photos),
+    # for the rate and resident memory over a long run.
+    n = min(args.photos or len(files), max(args.batch_size, len(files) // 10))
+    pipeline_rate(files[:n], max(workers), n, args.size, args.batch_size)
+    for w in workers:
+        rates[w] = pipeline_rate(files[:n], w, n, args.size, args.batch_size)[0]
+        print(f"{w} workers: {rates[w]:.0f} photos/s over {n} photos", flush=True)
+    total = args.photos or len(files)
+    rate, before, after = pipeline_rate(files, max(workers), total, args.size, args.batch_size)
+    print(f"{max(workers)} workers: {rate:.0f} photos/s over {total} photos; resident {before:.0f} -> "
+          f"{after:.0f} MB", flush=True)
+    report.update(images_per_s=rate, rss_growth_mb=after - before, rss_photos=total)
     report["images_per_s_by_workers"] = {str(w): r for w, r in rates.items()}
     if 1 in rates and 2 in rates:
         report["speedup_2_workers"] = rates[2] / rates[1]
