@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.requirements.installed
 DEMO   := runs/demo
 RES    := res
 # The demo trains the recommended route (the scripts' defaults) at the CPU budgets of recipes/cpu-demo.toml: about
-# 14 minutes on 2 cores (docs/results-speed.md). Give a budget to change it, e.g. `make demo VAE_STEPS=5000
+# 13 minutes on 2 cores (docs/results-speed.md). Give a budget to change it, e.g. `make demo VAE_STEPS=5000
 # STY_STEPS=2000 PAIRS=48` (more steps continue the demo's runs; after other changes to a recipe, `make clean`).
 VAE_STEPS ?=
 PAIRS     ?=

@@ -7,8 +7,9 @@
   by (seed, p); an unreadable photo is skipped and listed (bad_content.txt) without shifting what follows, so a
   resumed run continues with exactly the next unread photo. Each worker of a multi-worker run reads its own share
   of the photos (every W-th of the list), so no photo appears twice in one global step;
-- `decode_short_side`: a photo decoded straight to about the size training needs (a JPEG's DCT scaling skips most
-  of the work: OpenCV's reduced-size decoding) in 8 bits, then shrunk with an area filter;
+- `decode_short_side`: a photo decoded straight to about the size training needs (when a JPEG is at least twice
+  that size, its DCT scaling skips most of the work: OpenCV's reduced-size decoding) in 8 bits, then shrunk with an
+  area filter;
 - `content_dataset`: a tf.data pipeline that decodes `workers` photos at once (OpenCV releases the GIL) in a
   deterministic order, and carries with each batch the position after it.
 """
