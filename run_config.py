@@ -283,6 +283,6 @@ def apply_recipe(parser, argv) -> None:
                            known.settings)
     for action in job._actions:  # a repeatable flag given here replaces the recipe's list instead of adding to it
         if isinstance(action, argparse._AppendAction) and action.dest in values:
-            given = any(a in action.option_strings or a.split("=")[0] in action.option_strings for a in argv)
+            given = any(a.split("=")[0] in action.option_strings for a in argv)  # --style X or --style=X
             values[action.dest] = [] if given else list(values[action.dest])
     job.set_defaults(**values)

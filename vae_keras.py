@@ -287,7 +287,7 @@ def quad_figure(input_a, input_b, recon_a, recon_b, labels=("input A", "input B"
     """The original project's 2x2 figure: two inputs on top, their reconstructions below, labelled."""
     la, lb = labels
     return iu.image_grid([input_a, input_b, recon_a, recon_b], cols=2, pad=4,
-                      captions=[la, lb, f"reconstruction of {la}", f"reconstruction of {lb}"])
+                         captions=[la, lb, f"reconstruction of {la}", f"reconstruction of {lb}"])
 
 
 def write_snapshots(run: Run, vae: VAE, step: int, crops, z, noise, names):

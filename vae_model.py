@@ -12,7 +12,7 @@ is no final fully connected layer (the original design: it is what made 224 px f
 `noise_channels > 0` the decoder also takes a spatial noise image, injected (through a learned 1x1 conv, as in
 StyleGAN's noise inputs, Karras et al. 2019, arXiv 1812.04948) at every resolution: the code z says *which* style,
 the noise *where* its strokes fall. Without it, a code of a few dozen numbers has to carry both, and a texture loss
-(which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture. Measured in
+(which ignores where strokes fall) lets the decoder collapse every code of a style onto one picture. Measured on
 2026-11-29, this `seed` decoder learned to ignore the injected noise; the `texture` decoder has no other spatial input.
 """
 from __future__ import annotations

@@ -11,8 +11,9 @@ The folder: `--count` JPEGs of COCO's size distribution (640 px on the longer si
 427 x 640 the commonest shapes, a tenth smaller or squarer), each a random crop of a source photo (by default the 32
 of ../shared/data/content-train and content-train-more, else the built-in images), resized and re-encoded at
 quality 90 with a photo-like noise. Start-up is timed on it and scaled to 100,000 photos (`startup_s_100k`); the
-last line is JSON with `images_per_s` (with the most --workers measured), `speedup_2_workers`, `startup_s_100k` (after the first run),
-`first_listing_s_100k` and `rss_growth_mb` (resident memory after the measured photos over after the first batch).
+last line is JSON with `images_per_s` (with the most --workers measured), `speedup_2_workers`, `startup_s_100k`
+(after the first run), `first_listing_s_100k` and `rss_growth_mb` (resident memory after the measured photos over
+after the first batch).
 Targets on 2 cores: >= 200 photos/s, 2 workers >= 1.7x one, start-up <= 5 s, memory growth <= 100 MB over 20,000
 photos.
 """
@@ -169,9 +170,9 @@ def main(argv=None) -> int:
         made = make_folder(args.make, args.count)
         print(f"{args.make}: {made} photos written ({args.count} in all) in {time.perf_counter() - t0:.0f} s",
               flush=True)
-    report = startup(folder)  # first: the first listing's time is that of a folder not listed in this process
+    started = startup(folder)  # first: the first listing's time is that of a folder not listed in this process
     files = C.content_files(folder)
-    report = {"folder": str(folder), "photos": len(files), "size": args.size, **report}
+    report = {"folder": str(folder), "photos": len(files), "size": args.size, **started}
     report["decoders_single_thread"] = {m: decoder_rate(files, m, args.size, 300) for m in C.DECODERS}
     workers = [int(w) for w in args.workers.split(",")]
     rates = {}
